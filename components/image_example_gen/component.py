@@ -1,0 +1,77 @@
+"""ImageExampleGen: a FileBasedExampleGen over class folders, plus an ingest report.
+
+Span resolution (`{SPAN}` in the input pattern), fingerprinting for caching and
+hash splitting all come from TFX's FileBasedExampleGen; the executor, one
+parameter (the unlabelled folder's name) and one output (the ingest report)
+are ours.
+"""
+from typing import Optional
+
+from tfx import types
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.image_example_gen import executor
+
+
+class IngestReport(types.Artifact):
+    """Class list, files per class, skipped files and why (JSON files)."""
+
+    TYPE_NAME = "imagepipe.IngestReport"
+
+
+class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        executor.UNLABELED_DIR_KEY: ExecutionParameter(type=str),
+    }
+    OUTPUTS = {
+        **standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
+        executor.REPORT_KEY: ChannelParameter(type=IngestReport),
+    }
+
+
+class ImageExampleGen(FileBasedExampleGen):
+    SPEC_CLASS = ImageExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(
+        self,
+        input_base: str,
+        input_pattern: str,
+        train_buckets: int,
+        eval_buckets: int,
+        unlabeled_dir: str = "unlabeled",
+        range_config: Optional[range_config_pb2.RangeConfig] = None,
+    ):
+        """`input_pattern` is relative to `input_base` and ends in `*/*`
+        (class folder / file), e.g. `*/*` or `span-{SPAN}/*/*`."""
+        input_config = example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="images", pattern=input_pattern)]
+        )
+        # Split by a hash of the relative path, so that a file stays in its
+        # split across runs and data drops.
+        output_config = example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=train_buckets),
+                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_buckets),
+                ],
+                partition_feature_name="filename",
+            )
+        )
+        spec = ImageExampleGenSpec(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=output_config,
+            range_config=range_config,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            unlabeled_dir=unlabeled_dir,
+            examples=types.Channel(type=standard_artifacts.Examples),
+            ingest_report=types.Channel(type=IngestReport),
+        )
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

@@ -1,0 +1,232 @@
+"""ImageExampleGen's Beam executor: folders of images -> tf.Examples.
+
+Layout (the flowers codelab's): <root>/<class_name>/<image file>. The class list
+is the sorted list of non-empty class folders; it is written once, beside the
+examples (`label_names.json`), and every later stage reads it from there.
+
+Files are identified by their content (JPEG, PNG, GIF, BMP), never by their
+extension. A file that cannot be decoded is skipped, counted and listed in the
+ingest report; it never fails the run.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from PIL import Image
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+
+LABEL_NAMES_FILE = "label_names.json"
+REPORT_FILE = "ingest_report.json"
+SKIPPED_FILE = "skipped_files.jsonl"
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+# Decompression-bomb guard: refuse images over 100 megapixels instead of
+# letting one file exhaust a worker's memory.
+MAX_PIXELS = 100_000_000
+_REPORT_DIR_KEY = "_imagepipe_report_dir"
+UNLABELED_DIR_KEY = "unlabeled_dir"
+REPORT_KEY = "ingest_report"
+
+
+class ImageFolderError(ValueError):
+    """The data root has no usable class folders."""
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("_")
+
+
+def scan_class_folders(root: str, unlabeled_dir: str) -> Tuple[List[str], List[str], Dict[str, List[str]]]:
+    """Lists (classes, empty_classes, files per class) below `root`.
+
+    Files are paths relative to `root`, with '/' separators.
+    """
+    if not fileio.isdir(root):
+        raise ImageFolderError(f"data root {root} is not a folder")
+    entries = sorted(fileio.listdir(root))
+    files_by_class: Dict[str, List[str]] = {}
+    for entry in entries:
+        name = entry.rstrip("/")
+        folder = posixpath.join(root, name)
+        if _is_hidden(name) or not fileio.isdir(folder):
+            continue
+        files_by_class[name] = sorted(
+            posixpath.join(name, f.rstrip("/"))
+            for f in fileio.listdir(folder)
+            if not _is_hidden(f) and not fileio.isdir(posixpath.join(folder, f))
+        )
+    unlabeled = files_by_class.pop(unlabeled_dir, [])
+    classes = sorted(name for name, files in files_by_class.items() if files)
+    empty = sorted(name for name, files in files_by_class.items() if not files)
+    if not classes:
+        raise ImageFolderError(
+            f"data root {root} has no class folder with images; expected <root>/<class_name>/<image> "
+            f"(found {len(entries)} entries: {', '.join(entries[:10]) or 'none'})"
+        )
+    if unlabeled:
+        files_by_class[unlabeled_dir] = unlabeled
+    return classes, empty, files_by_class
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3,
+                  "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1}
+
+
+def inspect_image(data: bytes) -> Tuple[str, int, int, int]:
+    """Returns (format, height, width, channels), decoding the whole image so
+    that truncated or corrupt files are caught here, not in the Trainer."""
+    if not data:
+        raise ValueError("empty file")
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format not in SUPPORTED_FORMATS:
+            raise ValueError(f"unsupported format {image.format}; supported: {', '.join(SUPPORTED_FORMATS)}")
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"{width}x{height} exceeds the {MAX_PIXELS:,}-pixel limit")
+        mode = image.mode
+        if mode == "P" and "transparency" in image.info:
+            mode = "PA"
+        image.load()
+    return image.format, height, width, _MODE_CHANNELS.get(mode, 3)
+
+
+class _ToExample(beam.DoFn):
+    SKIPPED = "skipped"
+
+    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str):
+        self._root = root
+        self._label_index = label_index
+        self._unlabeled_dir = unlabeled_dir
+
+    def setup(self):
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+    def process(self, relative_path: str) -> Iterable[Any]:
+        class_name = relative_path.split("/", 1)[0]
+        try:
+            with fileio.open(posixpath.join(self._root, relative_path), "rb") as f:
+                data = f.read()
+            image_format, height, width, channels = inspect_image(data)
+        except Exception as exc:  # any undecodable file is reported, never fatal
+            beam.metrics.Metrics.counter("ImageExampleGen", "images_skipped").inc()
+            yield beam.pvalue.TaggedOutput(
+                self.SKIPPED, json.dumps({"file": relative_path, "reason": f"{type(exc).__name__}: {exc}"})
+            )
+            return
+        beam.metrics.Metrics.counter("ImageExampleGen", "images_ingested").inc()
+        is_unlabeled = class_name == self._unlabeled_dir
+        example = tf.train.Example(features=tf.train.Features(feature={
+            "image": _bytes_feature(data),
+            "label": _int_feature(-1 if is_unlabeled else self._label_index[class_name]),
+            "label_name": _bytes_feature(b"" if is_unlabeled else class_name.encode("utf-8")),
+            "height": _int_feature(height),
+            "width": _int_feature(width),
+            "channels": _int_feature(channels),
+            "filename": _bytes_feature(relative_path.encode("utf-8")),
+            "format": _bytes_feature(image_format.encode("ascii")),
+        }))
+        yield example
+
+
+def _write_json(path: str, value: Any) -> None:
+    with fileio.open(path, "w") as f:
+        f.write(json.dumps(value, indent=2, sort_keys=True))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
+    """Reads <input_base>/<resolved root>/<class>/<file> into tf.Examples.
+
+    `split_pattern` is the input pattern after span resolution, e.g.
+    `span-3/*/*`; the class folders are the ones below its fixed prefix.
+    """
+    data_root = posixpath.join(exec_properties["input_base"], split_pattern.split("*", 1)[0]).rstrip("/")
+    unlabeled_dir = exec_properties[UNLABELED_DIR_KEY]
+    classes, empty, files_by_class = scan_class_folders(data_root, unlabeled_dir)
+    report_dir = exec_properties[_REPORT_DIR_KEY]
+    _write_json(posixpath.join(report_dir, LABEL_NAMES_FILE), classes)
+    all_files = [f for files in files_by_class.values() for f in files]
+    _write_json(posixpath.join(report_dir, REPORT_FILE), {
+        "data_root": data_root,
+        "label_names": classes,
+        "empty_class_folders": empty,
+        "files_per_class": {name: len(files) for name, files in files_by_class.items()},
+        "files_found": len(all_files),
+    })
+    results = (
+        pipeline
+        | "ListFiles" >> beam.Create(all_files)
+        # Reshuffle so that decoding spreads over all workers, not one.
+        | "Spread" >> beam.Reshuffle()
+        | "Decode" >> beam.ParDo(
+            _ToExample(data_root, {name: i for i, name in enumerate(classes)}, unlabeled_dir)
+        ).with_outputs(_ToExample.SKIPPED, main="examples")
+    )
+    _ = (
+        results[_ToExample.SKIPPED]
+        | "WriteSkipped" >> beam.io.WriteToText(
+            posixpath.join(report_dir, SKIPPED_FILE), shard_name_template="", num_shards=1
+        )
+    )
+    return results["examples"]
+
+
+class Executor(BaseExampleGenExecutor):
+    """Writes the examples plus an ingest report (class list, counts, skipped files)."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return ImageFoldersToExample
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        fileio.makedirs(report.uri)
+        exec_properties = dict(exec_properties, **{_REPORT_DIR_KEY: report.uri})
+        super().Do(input_dict, output_dict, exec_properties)
+        summary = read_ingest_report(report.uri)
+        # The class list travels with the examples, so the Trainer and the
+        # Pusher read the same vocabulary that labelled the data.
+        _write_json(posixpath.join(examples.uri, LABEL_NAMES_FILE), summary["label_names"])
+        summary["skipped"] = read_skipped(report.uri)
+        summary["files_skipped"] = len(summary["skipped"])
+        summary["files_ingested"] = summary["files_found"] - summary["files_skipped"]
+        _write_json(posixpath.join(report.uri, REPORT_FILE), summary)
+        for artifact in (report, examples):
+            artifact.set_int_custom_property("num_classes", len(summary["label_names"]))
+            artifact.set_int_custom_property("files_ingested", summary["files_ingested"])
+            artifact.set_int_custom_property("files_skipped", summary["files_skipped"])
+
+
+def read_ingest_report(report_dir: str) -> Dict[str, Any]:
+    with fileio.open(posixpath.join(report_dir, REPORT_FILE)) as f:
+        return json.loads(f.read())
+
+
+def read_skipped(report_dir: str) -> List[Dict[str, str]]:
+    path = posixpath.join(report_dir, SKIPPED_FILE)
+    if not fileio.exists(path):
+        return []
+    with fileio.open(path) as f:
+        return [json.loads(line) for line in f.read().splitlines() if line.strip()]
+
+
+def read_label_names(examples_uri: str) -> List[str]:
+    with fileio.open(os.path.join(examples_uri, LABEL_NAMES_FILE)) as f:
+        return json.loads(f.read())

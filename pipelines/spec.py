@@ -1,0 +1,255 @@
+"""The pipeline spec: one YAML file per pipeline, validated before anything runs.
+
+The pydantic models below are the single source of truth for every field, its
+type, its default and its documentation; `schemas/spec.schema.json` is generated
+from them (`imagepipe schema`), and the README's field table mirrors them.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Dict, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SPAN_TOKEN = "{SPAN}"
+TRAINER_MODULES = ("convnet",)
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. The message names the file, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    root: str = Field(
+        description="Folder of class sub-folders: <root>/<class_name>/<image>. "
+        "Relative paths are relative to the spec file's project root (the folder holding pipelines/). "
+        "A path component may contain {SPAN} (e.g. data/digits/span-{SPAN}) to select data drops."
+    )
+    unlabeled_dir: str = Field(
+        "unlabeled", description="Sub-folder of unlabelled images; never treated as a class."
+    )
+    train_buckets: int = Field(4, ge=1, description="Hash buckets of the train split (by relative path).")
+    eval_buckets: int = Field(1, ge=1, description="Hash buckets of the eval split (by relative path).")
+
+
+class ImageSpec(_Strict):
+    height: int = Field(..., ge=8, le=1024, description="Model input height in pixels.")
+    width: int = Field(..., ge=8, le=1024, description="Model input width in pixels.")
+    channels: Literal[1, 3] = Field(3, description="1 (grayscale) or 3 (RGB); inputs are converted.")
+    content_margin: Optional[float] = Field(
+        None, ge=0, lt=0.5,
+        description="Crop each image to its content (what differs from the border colour) and pad it to a square "
+        "with this margin on each side, as MNIST does (0.15 = a 20x20 digit in 28x28). For digits and "
+        "characters; leave unset for photos.",
+    )
+    dark_background: bool = Field(
+        False, description="Invert images whose background is light, so ink on paper looks like MNIST's light-on-dark."
+    )
+
+
+class AugmentSpec(_Strict):
+    shift: float = Field(0.0, ge=0, le=0.5, description="Random translation, as a fraction of the size.")
+    zoom: float = Field(0.0, ge=0, le=0.5, description="Random zoom in or out, as a fraction.")
+    rotation: float = Field(0.0, ge=0, le=0.5, description="Random rotation, as a fraction of a full turn.")
+    flip: bool = Field(False, description="Random horizontal flips (not for digits or text).")
+    invert: bool = Field(False, description="Randomly invert half the images (ink on paper vs. light on dark).")
+    thicken: float = Field(
+        0.0, ge=0, le=1, description="Fraction of batches whose light strokes are widened by a pixel (pen widths)."
+    )
+    low_resolution: float = Field(
+        0.0, ge=0, lt=1, description="Shrink each batch by up to this fraction and scale it back (blurry, low-res inputs)."
+    )
+
+
+class TrainerSpec(_Strict):
+    module: str = Field("convnet", description=f"Model family in trainer_modules/: one of {', '.join(TRAINER_MODULES)}.")
+    epochs: int = Field(10, ge=1, le=10000)
+    batch_size: int = Field(64, ge=1, le=65536, description="Per-replica batch size.")
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    early_stopping_patience: int = Field(3, ge=0, description="Epochs without eval-loss improvement before stopping; 0 = off.")
+    steps_per_execution: int = Field(1, ge=1, description="Batches per compiled step (higher = less overhead on TPUs).")
+    cache: bool = Field(True, description="Cache the decoded training set in memory (small data sets).")
+    shuffle_buffer: int = Field(10000, ge=1)
+    distribution: Literal["auto", "default", "mirrored", "tpu"] = Field(
+        "auto", description="auto: TPU if one resolves, MirroredStrategy with >1 GPU, else the default strategy."
+    )
+    tpu: Optional[str] = Field(None, description="TPU name or address for distribution auto/tpu; 'auto' to discover.")
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    hyperparameters: Dict[str, Any] = Field(
+        default_factory=dict, description="Family-specific hyperparameters (see the README per family)."
+    )
+    seed: int = Field(42)
+
+    @field_validator("module")
+    @classmethod
+    def _known_module(cls, value: str) -> str:
+        if value not in TRAINER_MODULES:
+            raise ValueError(f"unknown trainer module {value!r}; use one of: {', '.join(TRAINER_MODULES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _family_hyperparameters(self) -> "TrainerSpec":
+        # Each family declares its own hyperparameters (a pydantic model in
+        # trainer_modules/<module>.py); check them now, not mid-pipeline.
+        family = importlib.import_module(f"trainer_modules.{self.module}")
+        try:
+            family.Hyperparameters.model_validate(self.hyperparameters)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"hyperparameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"{problems} (the {self.module} family's fields are in the README)") from None
+        return self
+
+
+class EvaluationSpec(_Strict):
+    min_accuracy: float = Field(0.9, ge=0, le=1, description="Eval accuracy a model needs to be blessed.")
+    max_accuracy_drop: float = Field(
+        0.0, ge=0, le=1,
+        description="How much lower than the latest blessed model's accuracy a new model may be (absolute).",
+    )
+
+
+class PushSpec(_Strict):
+    serving: bool = Field(True, description="Push blessed models to outputs/<pipeline>/serving/.")
+
+
+class Spec(_Strict):
+    pipeline: str = Field(..., description="Pipeline name: lower-case letters, digits, '-' and '_'.")
+    description: str = ""
+    output_dir: str = Field("outputs", description="Outputs go to <output_dir>/<pipeline>/.")
+    data: DataSpec
+    image: ImageSpec
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    push: PushSpec = Field(default_factory=PushSpec)
+    runner: Literal["local"] = Field("local", description="Where the pipeline runs.")
+
+    @field_validator("pipeline")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a safe pipeline name; use 1-63 lower-case letters, digits, '-' or '_' "
+                "(it becomes a folder name under the output directory)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _data_root_has_at_most_one_span(self) -> "Spec":
+        if self.data.root.count(SPAN_TOKEN) > 1:
+            raise ValueError("data.root may contain {SPAN} once")
+        return self
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec together with where it came from and its resolved paths."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    spec: Spec
+    path: Path
+    project_root: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.pipeline
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.project_root / candidate)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.spec.output_dir) / self.spec.pipeline
+
+    @property
+    def data_root(self) -> Path:
+        return self.resolve(self.spec.data.root)
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _fix_for(error: dict) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "remove it, or check its spelling against schemas/spec.schema.json"
+    if kind == "missing":
+        return "add it"
+    if kind.startswith(("int_", "float_", "bool_", "string_", "dict_", "model_")):
+        return f"give a value of the right type (got {error.get('input')!r})"
+    if kind.startswith(("greater_than", "less_than")):
+        return f"use a value in range (got {error.get('input')!r})"
+    if kind == "literal_error":
+        return f"use one of the allowed values (got {error.get('input')!r})"
+    return "see schemas/spec.schema.json"
+
+
+def format_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid pipeline spec ({error.error_count()} problem(s))"]
+    for item in error.errors():
+        lines.append(f"  - field `{_field_path(item['loc'])}`: {item['msg']}; fix: {_fix_for(item)}")
+    return "\n".join(lines)
+
+
+def find_project_root(spec_path: Path) -> Path:
+    """Specs live in <project>/pipelines/; relative paths in a spec are relative to <project>."""
+    spec_dir = spec_path.resolve().parent
+    return spec_dir.parent if spec_dir.name == "pipelines" else spec_dir
+
+
+def load_spec(path: str | Path, check_paths: bool = True) -> LoadedSpec:
+    """Reads, validates and resolves a spec; raises SpecError with a fix-it message."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file; fix: pass the path of a YAML spec such as pipelines/digits.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}; fix: correct the YAML syntax") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping of fields (pipeline, data, image, ...); fix: see pipelines/digits.yaml")
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(path, exc)) from exc
+    loaded = LoadedSpec(spec=spec, path=path, project_root=find_project_root(path))
+    if check_paths:
+        check_data_root(loaded)
+    return loaded
+
+
+def check_data_root(loaded: LoadedSpec) -> None:
+    root = loaded.spec.data.root
+    if SPAN_TOKEN in root:
+        base = loaded.resolve(root.split(SPAN_TOKEN)[0]).parent if not root.startswith(SPAN_TOKEN) else loaded.project_root
+        if not base.is_dir():
+            raise SpecError(
+                f"{loaded.path}: field `data.root`: folder {base} (the part before {{SPAN}}) does not exist; "
+                "fix: create it, or point data.root at your image folders"
+            )
+        return
+    data_root = loaded.data_root
+    if not data_root.is_dir():
+        hint = " (run `imagepipe data digits --out data/digits` to write the default data)" if "digits" in root else ""
+        raise SpecError(
+            f"{loaded.path}: field `data.root`: folder {data_root} does not exist; "
+            f"fix: point data.root at a folder of class sub-folders{hint}"
+        )
+
+
+def json_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "imagepipe pipeline spec"
+    return schema

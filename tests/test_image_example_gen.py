@@ -1,0 +1,93 @@
+"""ImageExampleGen's executor on a small folder of JPEG, PNG, GIF, BMP, grayscale, RGBA and broken files."""
+import json
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.util import assert_that
+
+from components.image_example_gen import executor
+
+
+def run_transform(root, report_dir):
+    exec_properties = {
+        "input_base": str(root),
+        executor.UNLABELED_DIR_KEY: "unlabeled",
+        executor._REPORT_DIR_KEY: str(report_dir),
+    }
+    output = report_dir / "examples.tfrecord"
+
+    def keep(examples):
+        # assert_that runs this in a Beam worker: hand the examples back through a file.
+        with tf.io.TFRecordWriter(str(output)) as writer:
+            for example in examples:
+                writer.write(example.SerializeToString())
+
+    with beam.Pipeline() as pipeline:
+        examples = pipeline | executor.ImageFoldersToExample(exec_properties, "*/*")
+        assert_that(examples, keep)
+    parsed = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(output))]
+    return {ex.features.feature["filename"].bytes_list.value[0].decode(): ex for ex in parsed}
+
+
+def feature(example, name):
+    value = example.features.feature[name]
+    return value.int64_list.value[0] if value.HasField("int64_list") else value.bytes_list.value[0]
+
+
+def test_examples_have_the_contract_features_and_labels(mixed_image_folder, tmp_path):
+    examples = run_transform(mixed_image_folder, tmp_path)
+    assert sorted(examples) == [
+        "cats/gray.png", "cats/rgb.jpg", "dogs/anim.gif", "dogs/bitmap.bmp", "dogs/png_named.jpg", "dogs/rgba.png",
+    ]
+    rgb = examples["cats/rgb.jpg"]
+    assert (feature(rgb, "label"), feature(rgb, "label_name")) == (0, b"cats")
+    assert (feature(rgb, "height"), feature(rgb, "width"), feature(rgb, "channels")) == (30, 40, 3)
+    assert feature(rgb, "image") == (mixed_image_folder / "cats" / "rgb.jpg").read_bytes()
+    assert feature(examples["cats/gray.png"], "channels") == 1
+    assert feature(examples["dogs/rgba.png"], "channels") == 4
+    assert feature(examples["dogs/rgba.png"], "label") == 1
+    # Format from the content, not the extension.
+    assert feature(examples["dogs/png_named.jpg"], "format") == b"PNG"
+    assert feature(examples["dogs/bitmap.bmp"], "format") == b"BMP"
+    decoded = tf.io.decode_image(feature(examples["dogs/png_named.jpg"], "image"))
+    assert decoded.shape == (10, 12, 3)
+
+
+def test_undecodable_files_are_skipped_and_reported(mixed_image_folder, tmp_path):
+    run_transform(mixed_image_folder, tmp_path)
+    skipped = {item["file"]: item["reason"] for item in executor.read_skipped(str(tmp_path))}
+    assert sorted(skipped) == ["dogs/empty.png", "dogs/notes.jpg", "dogs/truncated.jpg"]
+    assert "empty file" in skipped["dogs/empty.png"]
+    assert "truncated" in skipped["dogs/truncated.jpg"].lower()
+    report = executor.read_ingest_report(str(tmp_path))
+    assert report["label_names"] == ["cats", "dogs"]
+    assert report["files_per_class"] == {"cats": 2, "dogs": 7}
+    assert json.loads((tmp_path / executor.LABEL_NAMES_FILE).read_text()) == ["cats", "dogs"]
+
+
+def test_unlabeled_folder_is_not_a_class(mixed_image_folder, tmp_path):
+    (mixed_image_folder / "unlabeled").mkdir()
+    (mixed_image_folder / "unlabeled" / "x.png").write_bytes((mixed_image_folder / "cats" / "gray.png").read_bytes())
+    (mixed_image_folder / "empty_class").mkdir()
+    examples = run_transform(mixed_image_folder, tmp_path)
+    assert (feature(examples["unlabeled/x.png"], "label"), feature(examples["unlabeled/x.png"], "label_name")) == (-1, b"")
+    report = executor.read_ingest_report(str(tmp_path))
+    assert report["label_names"] == ["cats", "dogs"]
+    assert report["empty_class_folders"] == ["empty_class"]
+
+
+def test_a_root_without_class_folders_fails_clearly(tmp_path):
+    (tmp_path / "loose.png").write_bytes(b"x")
+    with pytest.raises(executor.ImageFolderError, match="no class folder with images"):
+        executor.scan_class_folders(str(tmp_path), "unlabeled")
+    with pytest.raises(executor.ImageFolderError, match="is not a folder"):
+        executor.scan_class_folders(str(tmp_path / "missing"), "unlabeled")
+
+
+def test_decompression_bombs_are_refused(monkeypatch):
+    from tests.conftest import encode, gradient
+
+    monkeypatch.setattr(executor, "MAX_PIXELS", 100)
+    with pytest.raises(ValueError, match="pixel limit"):
+        executor.inspect_image(encode(gradient(20, 20, 1), "PNG"))

@@ -1,0 +1,103 @@
+"""Spec validation: every bad field fails at once, naming the file, the field and the fix."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.spec import SpecError, json_schema, load_spec
+from tests.conftest import REPO
+
+
+def write_spec(tmp_path: Path, **overrides) -> Path:
+    spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
+    (tmp_path / "data").mkdir(exist_ok=True)
+    spec["data"]["root"] = str(tmp_path / "data")
+    for dotted, value in overrides.items():
+        node = spec
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is _DELETE:
+            node.pop(leaf)
+        else:
+            node[leaf] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+_DELETE = object()
+
+
+def test_the_shipped_specs_are_valid():
+    for path in sorted((REPO / "pipelines").glob("*.yaml")):
+        assert load_spec(path, check_paths=False).spec.pipeline == path.stem
+
+
+@pytest.mark.parametrize(
+    "overrides, field, message",
+    [
+        ({"trainer__epoch": 3}, "trainer.epoch", "Extra inputs are not permitted"),
+        ({"trainer__epochs": "many"}, "trainer.epochs", "valid integer"),
+        ({"image__channels": 2}, "image.channels", "Input should be 1 or 3"),
+        ({"evaluation__min_accuracy": 1.5}, "evaluation.min_accuracy", "less than or equal to 1"),
+        ({"evaluation__max_accuracy_drop": -0.1}, "evaluation.max_accuracy_drop", "greater than or equal to 0"),
+        ({"image": _DELETE}, "image", "Field required"),
+        ({"trainer__module": "resnet9000"}, "trainer.module", "unknown trainer module"),
+        ({"trainer__hyperparameters": {"filters": "wide"}}, "trainer", "hyperparameters.filters"),
+        ({"pipeline": "../escape"}, "pipeline", "not a safe pipeline name"),
+        ({"data__root": "a/{SPAN}/b/{SPAN}"}, "(top level)", "{SPAN} once"),
+    ],
+)
+def test_each_bad_field_names_file_field_and_fix(tmp_path, overrides, field, message):
+    path = write_spec(tmp_path, **overrides)
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    text = str(error.value)
+    assert str(path) in text
+    assert f"`{field}`" in text
+    assert message in text
+    assert "fix:" in text
+
+
+def test_missing_data_folder_is_reported_with_the_fix(tmp_path):
+    path = write_spec(tmp_path, data__root=str(tmp_path / "nowhere"))
+    with pytest.raises(SpecError, match=r"field `data.root`: folder .*nowhere does not exist; fix: "):
+        load_spec(path)
+
+
+def test_yaml_errors_and_non_mappings_are_reported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(SpecError, match="YAML mapping"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "absent.yaml")
+
+
+def test_unsafe_yaml_tags_are_refused(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("pipeline: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(evil)
+
+
+def test_relative_paths_resolve_against_the_project(tmp_path):
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "data" / "x").mkdir(parents=True)
+    spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
+    spec["data"]["root"] = "data/x"
+    path = tmp_path / "pipelines" / "x.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    loaded = load_spec(path)
+    assert loaded.data_root == tmp_path / "data" / "x"
+    assert loaded.output_dir == tmp_path / "outputs" / spec["pipeline"]
+
+
+def test_the_committed_json_schema_is_current():
+    committed = json.loads((REPO / "schemas" / "spec.schema.json").read_text())
+    assert committed == json_schema(), "regenerate with: imagepipe schema --out schemas/spec.schema.json"

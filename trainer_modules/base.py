@@ -1,0 +1,225 @@
+"""What every trainer module shares: the input pipeline, the training loop and the export.
+
+A family module (convnet.py, ...) only builds its Keras model; its `run_fn`
+is `make_run_fn(build_model, Hyperparameters)`.
+
+Input: the raw tf.Examples (TFRecord, GZIP) -> parse -> the Transform graph
+(decode, resize, scale) -> cache -> shuffle -> batch (drop_remainder, for TPUs)
+-> augment -> prefetch.
+
+Export: a SavedModel with two signatures (CONTRACTS.md):
+  serving_default(image_bytes: string[None]) -> probabilities, label
+  serving_examples(examples: serialized tf.Example[None]) -> probabilities, label
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, List, Type
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from pydantic import BaseModel
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from components.image_example_gen.executor import read_label_names
+from components.image_transform import IMAGE_KEY, LABEL_KEY
+from trainer_modules.distribution import choose_strategy
+
+_PARSE_BATCH = 256
+_RAW_FEATURES = {
+    IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+    LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def examples_uri(file_patterns: List[str]) -> str:
+    """fn_args.train_files holds '<examples uri>/Split-train/*'."""
+    return os.path.dirname(os.path.dirname(file_patterns[0]))
+
+
+def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | None:
+    """Random geometric and photometric changes from the spec's trainer.augment."""
+    layers = []
+    if augment.get("flip"):
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if augment.get("rotation"):
+        layers.append(keras.layers.RandomRotation(augment["rotation"], fill_mode="constant", seed=seed))
+    if augment.get("zoom"):
+        layers.append(keras.layers.RandomZoom(augment["zoom"], fill_mode="constant", seed=seed))
+    if augment.get("shift"):
+        layers.append(keras.layers.RandomTranslation(augment["shift"], augment["shift"], fill_mode="constant", seed=seed))
+    invert = augment.get("invert")
+    low_resolution = augment.get("low_resolution", 0.0)
+    thicken = augment.get("thicken", 0.0)
+    if not layers and not invert and not low_resolution and not thicken:
+        return None
+    geometric = keras.Sequential(layers) if layers else None
+
+    def apply(images: tf.Tensor) -> tf.Tensor:
+        if geometric is not None:
+            images = geometric(images, training=True)
+        if thicken:
+            # Pens and markers: widen light strokes by a pixel (3x3 dilation)
+            # in a `thicken` fraction of the batches.
+            thick = tf.nn.max_pool2d(images, 3, 1, "SAME")
+            images = tf.cond(tf.random.uniform([], seed=seed) < thicken, lambda: thick, lambda: images)
+        if low_resolution:
+            # Scans, thumbnails and small bitmaps: shrink the batch to as little
+            # as 1 - low_resolution of its size and scale it back up.
+            size = tf.shape(images)[1:3]
+            scale = tf.random.uniform([], 1.0 - low_resolution, 1.0, seed=seed)
+            small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * scale, tf.int32), 4)
+            images = tf.image.resize(tf.image.resize(images, small, antialias=True), size)
+        if invert:
+            # Half the images inverted: the model learns light-on-dark and
+            # dark-on-light alike, as photos of paper and scans differ.
+            flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
+            images = tf.where(flip, 1.0 - images, images)
+        return tf.clip_by_value(images, 0.0, 1.0)
+
+    return apply
+
+
+def make_dataset(
+    file_patterns: List[str],
+    transform: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
+    batch_size: int,
+    training: bool,
+    cache: bool = True,
+    shuffle_buffer: int = 10000,
+    augment: Callable | None = None,
+    seed: int = 42,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """(images float32 [batch, h, w, c], labels int64 [batch]) batches of the labelled examples."""
+    files = tf.data.Dataset.list_files(file_patterns, shuffle=training, seed=seed)
+    records = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not training,
+    )
+
+    def parse_and_transform(serialized):
+        raw = tf.io.parse_example(serialized, _RAW_FEATURES)
+        return transform({IMAGE_KEY: raw[IMAGE_KEY]})[IMAGE_KEY], raw[LABEL_KEY]
+
+    dataset = (
+        records.batch(_PARSE_BATCH)
+        .map(parse_and_transform, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+        # label -1 marks unlabelled images, which only semi-supervised trainers use.
+        .filter(lambda image, label: label >= 0)
+    )
+    if cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if training and augment is not None:
+        dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class ServingModule(tf.Module):
+    """The exported model: the Transform graph, the Keras model and the class names."""
+
+    def __init__(self, model: keras.Model, tft_output: tft.TFTransformOutput, label_names: List[str]):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        self.label_names = tf.Variable(label_names, trainable=False, dtype=tf.string, name="label_names")
+
+    def _predict(self, image_bytes: tf.Tensor) -> Dict[str, tf.Tensor]:
+        images = self.tft_layer({IMAGE_KEY: image_bytes})[IMAGE_KEY]
+        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        label = tf.gather(self.label_names, tf.argmax(probabilities, axis=-1))
+        return {"probabilities": probabilities, "label": label}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_image_bytes(self, image_bytes):
+        return self._predict(image_bytes)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        parsed = tf.io.parse_example(examples, {IMAGE_KEY: _RAW_FEATURES[IMAGE_KEY]})
+        return self._predict(parsed[IMAGE_KEY])
+
+
+def export_serving_model(model, tft_output, label_names: List[str], export_dir: str) -> None:
+    module = ServingModule(model, tft_output, label_names)
+    tf.saved_model.save(
+        module,
+        export_dir,
+        signatures={
+            "serving_default": module.serve_image_bytes,
+            "serving_examples": module.serve_examples,
+        },
+    )
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """One log line per epoch, so that `imagepipe run` can show training progress."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, (int, float)))
+        logging.info("imagepipe epoch %d/%d %s", epoch + 1, self._epochs, metrics)
+
+
+def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[BaseModel]) -> keras.Model:
+    config = fn_args.custom_config
+    image, trainer = config["image"], config["trainer"]
+    hparams = hyperparameters_class.model_validate(trainer.get("hyperparameters") or {})
+    label_names = read_label_names(examples_uri(fn_args.train_files))
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    tft_layer = tft_output.transform_features_layer()
+    keras.utils.set_random_seed(trainer["seed"])
+
+    strategy = choose_strategy(trainer["distribution"], trainer.get("tpu"))
+    global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
+    train_ds = make_dataset(
+        fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
+        shuffle_buffer=trainer["shuffle_buffer"], augment=augmenter(trainer.get("augment") or {}, trainer["seed"]),
+        seed=trainer["seed"],
+    )
+    # Eval batches keep their remainder (every eval image counts) except on
+    # TPUs, which need static shapes.
+    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer["cache"],
+                           drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy))
+
+    input_shape = (image["height"], image["width"], image["channels"])
+    with strategy.scope():
+        model = build_model(input_shape, len(label_names), hparams)
+        model.compile(
+            optimizer=keras.optimizers.Adam(trainer["learning_rate"]),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            steps_per_execution=trainer.get("steps_per_execution", 1),
+        )
+    model.summary(print_fn=logging.info)
+
+    callbacks = [EpochLogger(trainer["epochs"]), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    if trainer["early_stopping_patience"]:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=trainer["early_stopping_patience"], restore_best_weights=True))
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0)
+
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    with open(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
+        json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, f, indent=2)
+    export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
+    return model
+
+
+def make_run_fn(build_model: Callable, hyperparameters_class: Type[BaseModel]) -> Callable[[FnArgs], None]:
+    def run_fn(fn_args: FnArgs) -> None:
+        train(fn_args, build_model, hyperparameters_class)
+
+    return run_fn
