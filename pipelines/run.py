@@ -119,6 +119,8 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
         executed=sorted(node_of[e.id] for e in executions if e.last_known_state == e.COMPLETE),
         cached=sorted(node_of[e.id] for e in executions if e.last_known_state == e.CACHED),
     )
+    # A cached Pusher means this exact model was pushed by an earlier run.
+    summary.already_pushed = "Pusher" in summary.cached
     events = store.get_events_by_execution_ids([e.id for e in executions])
     output_ids = [ev.artifact_id for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)]
     artifact_types = {t.id: t.name for t in store.get_artifact_types()}
@@ -134,7 +136,7 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
             summary.validation_failures = _validation_failures(artifact.uri)
         elif kind == "PushedModel":
             summary.pushed = props["pushed"].int_value == 1 if "pushed" in props else False
-            summary.already_pushed = "already_pushed" in props
+            summary.already_pushed = summary.already_pushed or "already_pushed" in props
             if "pushed_version" in props:
                 summary.pushed_version = int(props["pushed_version"].string_value)
                 summary.pushed_destination = props["pushed_destination"].string_value
@@ -186,10 +188,11 @@ def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) ->
     log_path.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(log_path, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
+    root, tf_logger = logging.getLogger(), logging.getLogger("tensorflow")
+    saved = (root.handlers[:], root.level, tf_logger.handlers[:], tf_logger.propagate)
     root.handlers = [file_handler, ProgressHandler(progress)]
     root.setLevel(logging.INFO)
+    tf_logger.handlers, tf_logger.propagate = [], True
     absl_logging.set_verbosity(absl_logging.INFO)
     logging.captureWarnings(True)
     progress(f"log: {log_path}")
@@ -198,7 +201,7 @@ def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) ->
     except Exception as exc:
         raise RunFailed(f"{exc} (full log: {log_path})") from exc
     finally:
-        root.handlers, root.level = saved_handlers, saved_level
+        root.handlers, root.level, tf_logger.handlers, tf_logger.propagate = saved
         file_handler.close()
     return summarize_latest_run(loaded.name, paths.metadata_path)
 

@@ -1,0 +1,26 @@
+"""convnet builds at digit and photo sizes and learns in a few steps."""
+import numpy as np
+import keras
+
+from trainer_modules import convnet
+
+
+def test_builds_for_small_and_large_inputs():
+    small = convnet.build_model((28, 28, 1), 10, convnet.Hyperparameters(filters=[32, 64], head="flatten"))
+    large = convnet.build_model((224, 224, 3), 5, convnet.Hyperparameters())
+    assert small.output_shape == (None, 10)
+    assert large.output_shape == (None, 5)
+    # global_average keeps a 224x224 model small.
+    assert large.count_params() < 400_000
+
+
+def test_training_steps_lower_the_loss():
+    keras.utils.set_random_seed(0)
+    model = convnet.build_model((16, 16, 1), 3, convnet.Hyperparameters(filters=[8], dense_units=16, dropout=0.0))
+    model.compile(keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    labels = np.arange(96) % 3
+    images = np.random.default_rng(0).uniform(0, 0.2, size=(96, 16, 16, 1)).astype("float32")
+    for label in range(3):  # class k is bright in the k-th third of the rows
+        images[labels == label, 5 * label:5 * label + 5] += 0.8
+    history = model.fit(images, labels, epochs=15, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]

@@ -1,0 +1,139 @@
+"""The whole digits pipeline, end to end, on 40 real digits per class (a few minutes on 2 cores).
+
+One pipeline, run three times through the real CLI:
+  1. first run: every component executes, the model is blessed and pushed as version 1;
+  2. unchanged re-run: everything is reused from the cache, nothing new is pushed;
+  3. an impossible accuracy bound: the Evaluator re-runs, blesses nothing, exit code 3.
+Between runs, the pushed SavedModel is called the way TF Serving's REST API would call it.
+"""
+import base64
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from PIL import Image
+
+from pipelines import run as runs
+from pipelines.datasets import write_digits
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+PER_CLASS = 40
+
+
+def imagepipe(*args):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    write_digits(root / "data" / "digits", per_class=PER_CLASS)
+    spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
+    spec["pipeline"] = "digits-e2e"
+    spec["data"]["root"] = str(root / "data" / "digits")
+    spec["output_dir"] = str(root / "outputs")
+    spec["trainer"]["epochs"] = 4
+    spec["evaluation"]["min_accuracy"] = 0.3
+    spec_path = root / "digits-e2e.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    return root, spec_path, spec
+
+
+@pytest.fixture(scope="module")
+def first_run(project):
+    root, spec_path, _ = project
+    result = imagepipe("run", str(spec_path), "--json")
+    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).convert("RGB").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_first_run_executes_everything_and_pushes_version_1(first_run, project):
+    root = project[0]
+    assert first_run["status"] == "pushed"
+    assert first_run["cached"] == []
+    assert {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+            "Evaluator", "Pusher"} <= set(first_run["executed"])
+    assert first_run["files_ingested"] == 10 * PER_CLASS and first_run["files_skipped"] == 0
+    assert first_run["accuracy"] >= 0.3
+    assert first_run["pushed_version"] == 1
+    version_dir = root / "outputs" / "digits-e2e" / "serving" / "digits-e2e" / "1"
+    assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
+
+
+def test_serving_default_takes_rest_b64_instances_of_any_size_and_format(first_run, project):
+    root = project[0]
+    model = tf.saved_model.load(str(root / "outputs" / "digits-e2e" / "serving" / "digits-e2e" / "1"))
+    serve = model.signatures["serving_default"]
+    assert set(serve.structured_input_signature[1]) == {"image_bytes"}
+    digits = sorted((root / "data" / "digits").glob("*/*.png"))[::PER_CLASS // 2][:10]
+    gray = [np.array(Image.open(p)) for p in digits]
+    request = {"instances": [
+        {"b64": base64.b64encode(data).decode()}
+        for data in [png(gray[0]), jpeg(np.array(Image.fromarray(gray[1]).resize((200, 150)))),
+                     png(np.stack([255 - gray[2]] * 3, axis=-1)), png(np.dstack([gray[3]] * 3 + [np.full_like(gray[3], 255)]))]
+    ]}
+    image_bytes = tf.constant([base64.b64decode(i["b64"]) for i in json.loads(json.dumps(request))["instances"]])
+    outputs = serve(image_bytes=image_bytes)
+    assert outputs["probabilities"].shape == (4, 10)
+    assert outputs["probabilities"].dtype == tf.float32
+    np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+    assert outputs["label"].dtype == tf.string
+    assert set(outputs["label"].numpy().astype(str)) <= {str(d) for d in range(10)}
+
+
+def test_serving_examples_agrees_with_serving_default(first_run, project):
+    root = project[0]
+    model = tf.saved_model.load(str(root / "outputs" / "digits-e2e" / "serving" / "digits-e2e" / "1"))
+    images = [p.read_bytes() for p in sorted((root / "data" / "digits").glob("*/*.png"))[:5]]
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))})).SerializeToString() for data in images]
+    by_examples = model.signatures["serving_examples"](examples=tf.constant(examples))
+    by_bytes = model.signatures["serving_default"](image_bytes=tf.constant(images))
+    np.testing.assert_allclose(by_examples["probabilities"].numpy(), by_bytes["probabilities"].numpy(), atol=1e-6)
+    assert list(by_examples["label"].numpy()) == list(by_bytes["label"].numpy())
+
+
+def test_unchanged_rerun_is_cached_and_pushes_nothing_new(first_run, project):
+    root, spec_path, _ = project
+    result = imagepipe("run", str(spec_path), "--json")
+    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["executed"] == ["latest_blessed_model_resolver"]
+    assert "Evaluator" in summary["cached"] and "Pusher" in summary["cached"]
+    assert summary["already_pushed"] and summary["pushed_version"] == 1
+    versions = sorted(p.name for p in (root / "outputs" / "digits-e2e" / "serving" / "digits-e2e").iterdir())
+    assert versions == ["1"]
+
+
+def test_a_model_below_the_bound_is_not_pushed_and_the_cli_says_why(first_run, project):
+    root, spec_path, spec = project
+    spec = dict(spec, evaluation=dict(spec["evaluation"], min_accuracy=0.999))
+    strict = root / "digits-e2e-strict.yaml"
+    strict.write_text(yaml.safe_dump(spec))
+    result = imagepipe("run", str(strict))
+    assert result.returncode == runs.EXIT_NOT_BLESSED, result.stderr[-4000:]
+    assert "not blessed, nothing pushed" in result.stdout
+    assert "lower_bound" in result.stdout and "0.999" in result.stdout
+    versions = sorted(p.name for p in (root / "outputs" / "digits-e2e" / "serving" / "digits-e2e").iterdir())
+    assert versions == ["1"]
