@@ -26,9 +26,10 @@ class Executor(tfx_executor.Executor):
     def _Validate(self, inputs, outputs):
         anomalies = super()._Validate(inputs, outputs)
         if anomalies.anomaly_info or anomalies.HasField("dataset_anomaly_info"):
+            split_dir = next(iter(outputs.values()))
             raise DataAnomaliesError(
-                "the examples do not match the schema (schemas/image_examples.pbtxt); "
-                "training stopped before it began:\n" + describe_anomalies(anomalies)
+                f"the examples in {split_dir.rstrip('/').split('/')[-1]} do not match the schema "
+                "(schemas/image_examples.pbtxt); training stopped before it began:\n" + describe_anomalies(anomalies)
                 + "\nfix: correct the data, or the schema if the data is right"
             )
         return anomalies

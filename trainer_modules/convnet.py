@@ -17,6 +17,7 @@ class Hyperparameters(BaseModel):
 
     filters: List[int] = Field([32, 64, 128], min_length=1, description="Filters of each block; one 2x2 pooling per block.")
     convs_per_block: int = Field(2, ge=1, le=4)
+    batch_norm: bool = Field(True, description="Batch-normalise each convolution.")
     head: Literal["flatten", "global_average"] = Field(
         "global_average", description="flatten suits small inputs; global_average keeps large inputs cheap."
     )
@@ -29,8 +30,9 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     x = inputs
     for filters in hp.filters:
         for _ in range(hp.convs_per_block):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not hp.batch_norm)(x)
+            if hp.batch_norm:
+                x = keras.layers.BatchNormalization()(x)
             x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x) if hp.head == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
