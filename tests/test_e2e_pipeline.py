@@ -137,3 +137,42 @@ def test_a_model_below_the_bound_is_not_pushed_and_the_cli_says_why(first_run, p
     assert "lower_bound" in result.stdout and "0.999" in result.stdout
     versions = sorted(p.name for p in (root / "outputs" / "digits-e2e" / "serving" / "digits-e2e").iterdir())
     assert versions == ["1"]
+
+
+def test_a_real_tf_serving_server_answers_rest_requests(first_run, project):
+    """Runs only where tensorflow_model_server is installed (it cannot be installed on our CI machines)."""
+    import shutil
+    import socket
+    import time
+    import urllib.request
+
+    server = shutil.which("tensorflow_model_server")
+    if server is None:
+        pytest.skip("tensorflow_model_server is not on PATH")
+    root = project[0]
+    base = root / "outputs" / "digits-e2e" / "serving" / "digits-e2e"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([server, f"--rest_api_port={port}", "--port=0", "--model_name=digits",
+                                f"--model_base_path={base}"])
+    try:
+        images = [p.read_bytes() for p in sorted((root / "data" / "digits").glob("*/*.png"))[:3]]
+        body = json.dumps({"signature_name": "serving_default",
+                           "instances": [{"b64": base64.b64encode(i).decode()} for i in images]}).encode()
+        deadline = time.time() + 60
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/digits:predict", data=body)
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    predictions = json.loads(response.read())["predictions"]
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        local = tf.saved_model.load(str(base / "1")).signatures["serving_default"](image_bytes=tf.constant(images))
+        assert [p["label"] for p in predictions] == list(local["label"].numpy().astype(str))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -49,6 +49,9 @@ def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | No
         layers.append(keras.layers.RandomRotation(augment["rotation"], fill_mode="constant", seed=seed))
     if augment.get("zoom"):
         layers.append(keras.layers.RandomZoom(augment["zoom"], fill_mode="constant", seed=seed))
+    if augment.get("stretch"):
+        # Narrow and wide writing: widths change, heights do not.
+        layers.append(keras.layers.RandomZoom(0.0, (-augment["stretch"], augment["stretch"]), fill_mode="constant", seed=seed))
     if augment.get("shift"):
         layers.append(keras.layers.RandomTranslation(augment["shift"], augment["shift"], fill_mode="constant", seed=seed))
     invert = augment.get("invert")
