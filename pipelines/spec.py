@@ -247,6 +247,15 @@ def check_data_root(loaded: LoadedSpec) -> None:
             f"{loaded.path}: field `data.root`: folder {data_root} does not exist; "
             f"fix: point data.root at a folder of class sub-folders{hint}"
         )
+    from components.image_example_gen.executor import ImageFolderError, scan_class_folders
+
+    try:
+        scan_class_folders(str(data_root), loaded.spec.data.unlabeled_dir)
+    except ImageFolderError as exc:
+        raise SpecError(
+            f"{loaded.path}: field `data.root`: {exc}; fix: put each class's images in its own sub-folder, "
+            "<root>/<class_name>/<image>"
+        ) from None
 
 
 def json_schema() -> dict:

@@ -11,7 +11,8 @@ from tests.conftest import REPO
 
 def write_spec(tmp_path: Path, **overrides) -> Path:
     spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
-    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "a_class").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / "a_class" / "x.png").write_bytes(b"x")
     spec["data"]["root"] = str(tmp_path / "data")
     for dotted, value in overrides.items():
         node = spec
@@ -67,6 +68,15 @@ def test_missing_data_folder_is_reported_with_the_fix(tmp_path):
         load_spec(path)
 
 
+def test_a_data_root_without_class_folders_is_reported_before_running(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "loose.png").write_bytes(b"not in a class folder")
+    path = write_spec(tmp_path, data__root=str(flat))
+    with pytest.raises(SpecError, match=r"field `data.root`: data root .* has no class folder with images.*fix: "):
+        load_spec(path)
+
+
 def test_yaml_errors_and_non_mappings_are_reported(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("pipeline: [unclosed")
@@ -88,7 +98,8 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 
 def test_relative_paths_resolve_against_the_project(tmp_path):
     (tmp_path / "pipelines").mkdir()
-    (tmp_path / "data" / "x").mkdir(parents=True)
+    (tmp_path / "data" / "x" / "a_class").mkdir(parents=True)
+    (tmp_path / "data" / "x" / "a_class" / "x.png").write_bytes(b"x")
     spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
     spec["data"]["root"] = "data/x"
     path = tmp_path / "pipelines" / "x.yaml"
