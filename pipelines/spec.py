@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPAN_TOKEN = "{SPAN}"
-TRAINER_MODULES = ("convnet",)
+TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -82,6 +82,7 @@ class TrainerSpec(_Strict):
     distribution: Literal["auto", "default", "mirrored", "tpu"] = Field(
         "auto", description="auto: TPU if one resolves, MirroredStrategy with >1 GPU, else the default strategy."
     )
+    mixed_precision: bool = Field(False, description="bfloat16 on TPUs, float16 on GPUs (ignored on CPUs).")
     tpu: Optional[str] = Field(None, description="TPU name or address for distribution auto/tpu; 'auto' to discover.")
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     hyperparameters: Dict[str, Any] = Field(

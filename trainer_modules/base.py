@@ -13,6 +13,7 @@ Export: a SavedModel with two signatures (CONTRACTS.md):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Callable, Dict, List, Type
@@ -176,7 +177,35 @@ class EpochLogger(keras.callbacks.Callback):
         logging.info("imagepipe epoch %d/%d %s", epoch + 1, self._epochs, metrics)
 
 
-def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[BaseModel]) -> keras.Model:
+def set_mixed_precision(strategy: tf.distribute.Strategy) -> None:
+    """bfloat16 on TPUs, float16 on GPUs; on CPUs it would only slow training down."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    elif tf.config.list_logical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        logging.warning("trainer.mixed_precision is on, but there is no TPU or GPU: training in float32.")
+
+
+@dataclasses.dataclass
+class FineTunePlan:
+    """A second training phase, after a family's `fine_tune` unfroze some layers."""
+
+    epochs: int
+    learning_rate: float
+
+
+def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[BaseModel],
+          fine_tune: Callable | None = None) -> keras.Model:
     config = fn_args.custom_config
     image, trainer = config["image"], config["trainer"]
     hparams = hyperparameters_class.model_validate(trainer.get("hyperparameters") or {})
@@ -186,6 +215,8 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     keras.utils.set_random_seed(trainer["seed"])
 
     strategy = choose_strategy(trainer["distribution"], trainer.get("tpu"))
+    if trainer.get("mixed_precision"):
+        set_mixed_precision(strategy)
     global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
     train_ds = make_dataset(
         fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
@@ -200,29 +231,41 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     input_shape = (image["height"], image["width"], image["channels"])
     with strategy.scope():
         model = build_model(input_shape, len(label_names), hparams)
-        model.compile(
-            optimizer=keras.optimizers.Adam(trainer["learning_rate"]),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            steps_per_execution=trainer.get("steps_per_execution", 1),
-        )
+        compile_model(model, trainer["learning_rate"], trainer["steps_per_execution"])
     model.summary(print_fn=logging.info)
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)
 
-    callbacks = [EpochLogger(trainer["epochs"]), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    callbacks = [
+        EpochLogger(trainer["epochs"]),
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+        # The best epoch's weights (by eval loss) stay beside the TensorBoard logs.
+        keras.callbacks.ModelCheckpoint(os.path.join(fn_args.model_run_dir, "best.weights.h5"),
+                                        monitor="val_loss", save_best_only=True, save_weights_only=True),
+    ]
     if trainer["early_stopping_patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=trainer["early_stopping_patience"], restore_best_weights=True))
     history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0)
+    curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    plan = fine_tune(model, hparams) if fine_tune else None
+    if plan:
+        logging.info("imagepipe fine-tuning for %d epochs at learning rate %g", plan.epochs, plan.learning_rate)
+        with strategy.scope():
+            compile_model(model, plan.learning_rate, trainer["steps_per_execution"])
+        callbacks[0] = EpochLogger(plan.epochs)
+        more = model.fit(train_ds, validation_data=eval_ds, epochs=plan.epochs, callbacks=callbacks, verbose=0)
+        for key, values in more.history.items():
+            curves.setdefault(key, []).extend(float(v) for v in values)
 
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)
     with open(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
-        json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, f, indent=2)
+        json.dump(curves, f, indent=2)
     export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
     return model
 
 
-def make_run_fn(build_model: Callable, hyperparameters_class: Type[BaseModel]) -> Callable[[FnArgs], None]:
+def make_run_fn(build_model: Callable, hyperparameters_class: Type[BaseModel],
+                fine_tune: Callable | None = None) -> Callable[[FnArgs], None]:
     def run_fn(fn_args: FnArgs) -> None:
-        train(fn_args, build_model, hyperparameters_class)
+        train(fn_args, build_model, hyperparameters_class, fine_tune)
 
     return run_fn

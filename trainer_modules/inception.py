@@ -1,0 +1,48 @@
+"""inception: Inception-style modules, as in the flowers codelab.
+
+Each module looks at one input through 1x1, 3x3 and 5x5 (two 3x3) windows and
+a pooled view at once, and concatenates what it sees; 1x1 convolutions keep
+the wider branches cheap.
+"""
+from typing import List, Tuple
+
+import keras
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainer_modules.base import make_run_fn
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stem_filters: int = Field(32, ge=1)
+    modules: List[int] = Field([32, 64, 96], min_length=1,
+                               description="Filters of each branch, per module; 2x2 max-pooling after each module.")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+def inception_module(x, filters: int):
+    def conv(y, kernel, width=filters):
+        return keras.layers.Conv2D(width, kernel, activation="relu", padding="same")(y)
+
+    branch_1x1 = conv(x, 1)
+    branch_3x3 = conv(conv(x, 1, filters // 2), 3)
+    branch_5x5 = conv(conv(conv(x, 1, filters // 2), 3), 3)  # two 3x3 see a 5x5 window
+    branch_pool = conv(keras.layers.MaxPooling2D(3, strides=1, padding="same")(x), 1)
+    return keras.layers.Concatenate()([branch_1x1, branch_3x3, branch_5x5, branch_pool])
+
+
+def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = keras.layers.Conv2D(hp.stem_filters, 3, activation="relu", padding="same")(inputs)
+    for filters in hp.modules:
+        x = inception_module(x, filters)
+        if x.shape[1] >= 2 and x.shape[2] >= 2:
+            x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(hp.dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="inception")
+
+
+run_fn = make_run_fn(build_model, Hyperparameters)

@@ -1,0 +1,86 @@
+"""mobilenet_transfer: a MobileNetV2 backbone, frozen, with a new softmax head.
+
+Transfer learning as in the flowers codelab: the backbone's features were
+learnt on ImageNet; only the head is trained at first. Optionally the top
+`fine_tune_layers` of the backbone are then unfrozen and trained for
+`fine_tune_epochs` more at a much lower learning rate.
+
+`weights`: `imagenet` (Keras downloads them once into ~/.keras/models, or
+finds them there), `none` (random initialisation), or the path of a
+`.weights.h5` file saved from a MobileNetV2 backbone of the same `alpha` and
+`backbone_size`.
+"""
+from pathlib import Path
+from typing import Optional, Tuple
+
+import keras
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from trainer_modules.base import FineTunePlan, make_run_fn
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: str = Field("imagenet", description="imagenet | none | path to a backbone .weights.h5 file.")
+    alpha: float = Field(1.0, description="MobileNetV2 width: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.")
+    backbone_size: int = Field(96, ge=32, description="Images are resized to this square size for the backbone.")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    fine_tune_layers: int = Field(0, ge=0, description="Backbone layers (from the top) to unfreeze after the head is trained.")
+    fine_tune_epochs: int = Field(0, ge=0)
+    fine_tune_learning_rate: float = Field(1e-5, gt=0)
+
+    @field_validator("alpha")
+    @classmethod
+    def _known_alpha(cls, value: float) -> float:
+        if value not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+            raise ValueError("MobileNetV2 alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4")
+        return value
+
+
+BACKBONE_NAME = "mobilenetv2_backbone"
+
+
+def build_backbone(hp: Hyperparameters) -> keras.Model:
+    weights = hp.weights if hp.weights == "imagenet" else None
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(hp.backbone_size, hp.backbone_size, 3), alpha=hp.alpha, include_top=False, weights=weights,
+        name=BACKBONE_NAME,
+    )
+    if hp.weights not in ("imagenet", "none"):
+        path = Path(hp.weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"trainer.hyperparameters.weights: no weights file at {path}")
+        backbone.load_weights(str(path))
+    return backbone
+
+
+def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if input_shape[-1] == 1:
+        x = keras.layers.Concatenate()([x, x, x])  # the backbone wants RGB
+    if input_shape[:2] != (hp.backbone_size, hp.backbone_size):
+        x = keras.layers.Resizing(hp.backbone_size, hp.backbone_size)(x)
+    x = keras.layers.Rescaling(2.0, offset=-1.0)(x)  # [0, 1] -> [-1, 1], MobileNetV2's range
+    backbone = build_backbone(hp)
+    backbone.trainable = False
+    # training=False keeps the backbone's batch-norm statistics frozen, even when fine-tuning.
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(hp.dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_transfer")
+
+
+def fine_tune(model: keras.Model, hp: Hyperparameters) -> Optional[FineTunePlan]:
+    if not (hp.fine_tune_layers and hp.fine_tune_epochs):
+        return None
+    backbone = model.get_layer(BACKBONE_NAME)
+    backbone.trainable = True
+    for layer in backbone.layers[: max(0, len(backbone.layers) - hp.fine_tune_layers)]:
+        layer.trainable = False
+    return FineTunePlan(epochs=hp.fine_tune_epochs, learning_rate=hp.fine_tune_learning_rate)
+
+
+run_fn = make_run_fn(build_model, Hyperparameters, fine_tune)

@@ -1,0 +1,46 @@
+"""squeezenet: SqueezeNet's fire modules, as in the flowers codelab's SqueezeNet lab.
+
+A fire module squeezes its input with 1x1 convolutions, then expands it with
+parallel 1x1 and 3x3 convolutions whose outputs are concatenated: most of a
+convnet's accuracy for a fraction of its weights.
+"""
+from typing import List, Tuple
+
+import keras
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainer_modules.base import make_run_fn
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stem_filters: int = Field(32, ge=1, description="Filters of the first 3x3 convolution.")
+    blocks: List[List[int]] = Field(
+        [[16, 32], [24, 48], [32, 64]], min_length=1,
+        description="Fire modules as [squeeze, expand] pairs; 2x2 max-pooling after each.",
+    )
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+def fire(x, squeeze: int, expand: int):
+    squeezed = keras.layers.Conv2D(squeeze, 1, activation="relu", padding="same")(x)
+    expand_1x1 = keras.layers.Conv2D(expand // 2, 1, activation="relu", padding="same")(squeezed)
+    expand_3x3 = keras.layers.Conv2D(expand // 2, 3, activation="relu", padding="same")(squeezed)
+    return keras.layers.Concatenate()([expand_1x1, expand_3x3])
+
+
+def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = keras.layers.Conv2D(hp.stem_filters, 3, activation="relu", padding="same")(inputs)
+    for squeeze, expand in hp.blocks:
+        x = fire(x, squeeze, expand)
+        if x.shape[1] >= 2 and x.shape[2] >= 2:
+            x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(hp.dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="squeezenet")
+
+
+run_fn = make_run_fn(build_model, Hyperparameters)
