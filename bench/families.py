@@ -34,14 +34,22 @@ def trainer_seconds(metadata_path: Path) -> float:
     return (latest.last_update_time_since_epoch - latest.create_time_since_epoch) / 1000.0
 
 
-def saved_model_stats(model_dir: Path) -> tuple[int, int]:
-    import numpy as np
-    import tensorflow as tf
+def saved_model_bytes(model_dir: Path) -> int:
+    return sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
 
-    size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
-    loaded = tf.saved_model.load(str(model_dir))
-    params = int(sum(np.prod(v.shape) for v in loaded.variables if v.trainable))
-    return params, size
+
+def parameter_counts(spec: dict, num_classes: int) -> tuple[int, int]:
+    """(all, trainable) parameters of the family's model, rebuilt from the spec."""
+    import importlib
+
+    import numpy as np
+
+    family = importlib.import_module(f"trainer_modules.{spec['trainer']['module']}")
+    image = spec["image"]
+    model = family.build_model((image["height"], image["width"], image["channels"]), num_classes,
+                               family.Hyperparameters(**spec["trainer"].get("hyperparameters", {})))
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    return model.count_params(), trainable
 
 
 def imagenet_weights_cached() -> bool:
@@ -67,12 +75,15 @@ def main() -> None:
             print(f"== {name}", flush=True)
             result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(path), "--json"],
                                     cwd=REPO, capture_output=True, text=True)
+            if result.returncode not in (0, 3):
+                print(result.stderr[-2000:], flush=True)
             summary = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else {}
             out = work / spec["pipeline"]
             history_files = sorted((out / "tfx" / "Trainer" / "model_run").glob("*/history.json"))
             epochs = len(json.loads(history_files[-1].read_text())["loss"]) if history_files else None
             models = sorted((out / "tfx" / "Trainer" / "model").glob("*/Format-Serving"))
-            params, size = saved_model_stats(models[-1]) if models else (None, None)
+            size = saved_model_bytes(models[-1]) if models else None
+            params, trainable = parameter_counts(spec, num_classes=10)
             rows.append({
                 "spec": f"pipelines/{name}",
                 "family": spec["trainer"]["module"],
@@ -80,6 +91,7 @@ def main() -> None:
                 "exit_code": result.returncode,
                 "status": summary.get("status"),
                 "parameters": params,
+                "trainable_parameters": trainable,
                 "epochs": epochs,
                 "train_seconds": round(trainer_seconds(out / "metadata.sqlite"), 1) if models else None,
                 "eval_accuracy": summary.get("accuracy"),
@@ -97,7 +109,7 @@ def main() -> None:
         mb = f"{r['saved_model_bytes'] / 1e6:.2f}" if r["saved_model_bytes"] else "-"
         acc = f"{r['eval_accuracy']:.4f}" if r["eval_accuracy"] is not None else "-"
         print(f"| {r['family']} | {r['parameters']:,} | {r['epochs']} | {r['train_seconds']} | {acc} | {mb} | {r['status']} |"
-              if r["parameters"] else f"| {r['family']} | - | - | - | - | - | failed ({r['exit_code']}) |")
+              if r["saved_model_bytes"] else f"| {r['family']} | {r['parameters']:,} | - | - | - | - | failed ({r['exit_code']}) |")
 
 
 if __name__ == "__main__":

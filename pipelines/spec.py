@@ -58,6 +58,7 @@ class ImageSpec(_Strict):
 class AugmentSpec(_Strict):
     shift: float = Field(0.0, ge=0, le=0.5, description="Random translation, as a fraction of the size.")
     zoom: float = Field(0.0, ge=0, le=0.5, description="Random zoom in or out, as a fraction.")
+    crop: float = Field(0.0, ge=0, lt=1, description="Random crops of up to this fraction of each side, resized back.")
     stretch: float = Field(0.0, ge=0, le=0.5, description="Random change of width alone, as a fraction (narrow or wide shapes).")
     rotation: float = Field(0.0, ge=0, le=0.5, description="Random rotation, as a fraction of a full turn.")
     flip: bool = Field(False, description="Random horizontal flips (not for digits or text).")

@@ -24,3 +24,18 @@ def test_training_steps_lower_the_loss():
         images[labels == label, 5 * label:5 * label + 5] += 0.8
     history = model.fit(images, labels, epochs=15, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+def test_augmentations_keep_shape_and_range_and_change_the_images():
+    import tensorflow as tf
+
+    from trainer_modules.base import augmenter
+
+    images = tf.random.stateless_uniform([6, 20, 20, 1], seed=[1, 2])
+    for options in [{"crop": 0.3}, {"shift": 0.2, "zoom": 0.2, "stretch": 0.2, "rotation": 0.1},
+                    {"thicken": 1.0}, {"low_resolution": 0.7}, {"invert": True, "flip": True}]:
+        out = augmenter(options, seed=3)(images)
+        assert out.shape == images.shape, options
+        assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0, options
+        assert float(tf.reduce_max(tf.abs(out - images))) > 0.05, options
+    assert augmenter({}, seed=3) is None

@@ -58,11 +58,20 @@ def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | No
     invert = augment.get("invert")
     low_resolution = augment.get("low_resolution", 0.0)
     thicken = augment.get("thicken", 0.0)
-    if not layers and not invert and not low_resolution and not thicken:
+    crop = augment.get("crop", 0.0)
+    if not layers and not invert and not low_resolution and not thicken and not crop:
         return None
     geometric = keras.Sequential(layers) if layers else None
 
     def apply(images: tf.Tensor) -> tf.Tensor:
+        if crop:
+            # The codelab's random crop: keep (1 - crop) to all of each image,
+            # anywhere in it, and resize back to the input size.
+            batch = tf.shape(images)[0]
+            keep = tf.random.uniform([batch, 1], 1.0 - crop, 1.0, seed=seed)
+            corner = tf.random.uniform([batch, 2], 0.0, 1.0, seed=seed) * (1.0 - keep)
+            boxes = tf.concat([corner, corner + keep], axis=1)
+            images = tf.image.crop_and_resize(images, boxes, tf.range(batch), images.shape[1:3])
         if geometric is not None:
             images = geometric(images, training=True)
         if thicken:
