@@ -56,14 +56,15 @@ def imagenet_weights_cached() -> bool:
     return any((Path.home() / ".keras" / "models").glob("mobilenet_v2_weights_*no_top.h5"))
 
 
-def main() -> None:
+def main(only: list[str] | None = None) -> None:
+    """`only`: spec file names to re-run; their rows replace the old ones in families.json."""
     data_root = REPO / "data" / "digits"
     if not data_root.is_dir():
         subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "digits", "--out", str(data_root)], check=True)
     work = Path(tempfile.mkdtemp(prefix="imagepipe-families-"))
     rows = []
     try:
-        for name in SPECS:
+        for name in only or SPECS:
             spec = yaml.safe_load((REPO / "pipelines" / name).read_text())
             spec["data"]["root"] = str(data_root)
             spec["output_dir"] = str(work)
@@ -101,8 +102,13 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (REPO / "bench" / "results" / "families.json").write_text(json.dumps(rows, indent=2) + "\n")
+    results = REPO / "bench" / "results" / "families.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    if only and results.exists():
+        rerun = {r["spec"] for r in rows}
+        kept = [r for r in json.loads(results.read_text()) if r["spec"] not in rerun]
+        rows = sorted(kept + rows, key=lambda r: SPECS.index(r["spec"].split("/")[-1]))
+    results.write_text(json.dumps(rows, indent=2) + "\n")
     print("| family | parameters | epochs | train s | eval accuracy | SavedModel MB | status |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
@@ -113,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or None)

@@ -53,15 +53,25 @@ def test_mobilenet_backbone_loads_weights_from_a_path_and_fine_tunes(tmp_path):
     saved = mt.build_backbone(hp)
     path = tmp_path / "backbone.weights.h5"
     saved.save_weights(str(path))
-    model = mt.build_model((28, 28, 1), 3, hp.model_copy(update={"weights": str(path)}))
+    from_path = hp.model_copy(update={"weights": str(path)})
+    model = mt.build_model((28, 28, 1), 3, from_path)
     backbone = model.get_layer(mt.BACKBONE_NAME)
     for ours, theirs in zip(backbone.get_weights(), saved.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
     assert not any(layer.trainable for layer in backbone.layers)
-    plan = mt.fine_tune(model, hp)
+    plan = mt.fine_tune(model, from_path)
     assert (plan.epochs, plan.learning_rate) == (1, 1e-5)
     assert [layer.trainable for layer in backbone.layers[-5:]] == [True] * 5
     assert not any(layer.trainable for layer in backbone.layers[:-5])
+
+
+def test_mobilenet_without_pretrained_weights_trains_the_whole_backbone():
+    from trainer_modules import mobilenet_transfer as mt
+
+    hp = mt.Hyperparameters(weights="none", alpha=0.35, backbone_size=32, fine_tune_layers=5, fine_tune_epochs=1)
+    model = mt.build_model((28, 28, 1), 3, hp)
+    assert model.get_layer(mt.BACKBONE_NAME).trainable
+    assert mt.fine_tune(model, hp) is None
 
 
 def test_mobilenet_refuses_a_missing_weights_file(tmp_path):

@@ -6,7 +6,8 @@ learnt on ImageNet; only the head is trained at first. Optionally the top
 `fine_tune_epochs` more at a much lower learning rate.
 
 `weights`: `imagenet` (Keras downloads them once into ~/.keras/models, or
-finds them there), `none` (random initialisation), or the path of a
+finds them there), `none` (random initialisation; then the whole network
+trains from the start and there is no fine-tuning phase), or the path of a
 `.weights.h5` file saved from a MobileNetV2 backbone of the same `alpha` and
 `backbone_size`.
 """
@@ -64,7 +65,9 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
         x = keras.layers.Resizing(hp.backbone_size, hp.backbone_size)(x)
     x = keras.layers.Rescaling(2.0, offset=-1.0)(x)  # [0, 1] -> [-1, 1], MobileNetV2's range
     backbone = build_backbone(hp)
-    backbone.trainable = False
+    # Pretrained features are frozen while the new head learns; random ones
+    # (weights: none) are worth nothing frozen, so they train with the head.
+    backbone.trainable = hp.weights == "none"
     # training=False keeps the backbone's batch-norm statistics frozen, even when fine-tuning.
     x = backbone(x, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -74,7 +77,7 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
 
 
 def fine_tune(model: keras.Model, hp: Hyperparameters) -> Optional[FineTunePlan]:
-    if not (hp.fine_tune_layers and hp.fine_tune_epochs):
+    if hp.weights == "none" or not (hp.fine_tune_layers and hp.fine_tune_epochs):
         return None
     backbone = model.get_layer(BACKBONE_NAME)
     backbone.trainable = True
