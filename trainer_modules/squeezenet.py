@@ -10,6 +10,7 @@ import keras
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
+from trainer_modules.heads import pool_if_room, softmax_head
 
 
 class Hyperparameters(BaseModel):
@@ -35,11 +36,8 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     x = keras.layers.Conv2D(hp.stem_filters, 3, activation="relu", padding="same")(inputs)
     for squeeze, expand in hp.blocks:
         x = fire(x, squeeze, expand)
-        if x.shape[1] >= 2 and x.shape[2] >= 2:
-            x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(hp.dropout)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+        x = pool_if_room(x)
+    outputs = softmax_head(x, num_classes, hp.dropout)
     return keras.Model(inputs, outputs, name="squeezenet")
 
 
