@@ -67,9 +67,11 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     backbone = build_backbone(hp)
     # Pretrained features are frozen while the new head learns; random ones
     # (weights: none) are worth nothing frozen, so they train with the head.
-    backbone.trainable = hp.weights == "none"
-    # training=False keeps the backbone's batch-norm statistics frozen, even when fine-tuning.
-    x = backbone(x, training=False)
+    pretrained = hp.weights != "none"
+    backbone.trainable = not pretrained
+    # A pretrained backbone's batch-norm statistics stay frozen (training=False),
+    # even when fine-tuning; a random one must learn its statistics.
+    x = backbone(x, training=False) if pretrained else backbone(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(hp.dropout)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
