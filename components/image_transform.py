@@ -112,3 +112,15 @@ def preprocessing_fn(inputs, custom_config):
         inputs[IMAGE_KEY], image["height"], image["width"], image["channels"],
         image["content_margin"], image["dark_background"],
     )}
+
+
+def describe_preprocessing(image_config: dict) -> str:
+    """In words, what decode_image does with the spec's `image` section (for edge manifests)."""
+    steps = ["decode (JPEG, PNG, GIF, BMP)", f"convert to {'grayscale' if image_config['channels'] == 1 else 'RGB'}"]
+    if image_config.get("content_margin") is not None:
+        steps.append(f"crop to the content with a margin of {image_config['content_margin']} of the side")
+    if image_config.get("dark_background"):
+        steps.append("invert images with a light background")
+    steps.append(f"resize to {image_config['height']}x{image_config['width']} (antialiased bilinear)")
+    steps.append("pixel values scaled to [0, 1]")
+    return ", then ".join(steps)

@@ -44,7 +44,7 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
             click.echo(json.dumps({"pipeline": loaded.name, "status": "failed", "error": str(exc)}))
         sys.exit(runs.EXIT_FAILED)
     if as_json:
-        click.echo(json.dumps({**summary.to_dict(), "status": "pushed" if summary.pushed else "not_blessed"}))
+        click.echo(json.dumps({**summary.to_dict(), "status": summary.status}))
     else:
         click.echo(runs.describe(summary))
     sys.exit(summary.exit_code)
@@ -65,6 +65,39 @@ def data_digits(out_dir: Path, per_class: int | None) -> None:
 
     counts = write_digits(out_dir, per_class=per_class)
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
+
+
+@data_group.command("sine")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/sine"),
+              show_default=True)
+@click.option("--samples", type=click.IntRange(min=10), default=1000, show_default=True)
+@click.option("--noise", type=click.FloatRange(min=0), default=0.1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+def data_sine(out_dir: Path, samples: int, noise: float, seed: int) -> None:
+    """The TinyML hello-world data: (x, sin x + noise), x uniform in [0, 2 pi], as sine.csv."""
+    from pipelines.datasets import write_sine
+
+    click.echo(f"wrote {write_sine(out_dir, samples, noise, seed)}")
+
+
+@main.group("edge")
+def edge_group() -> None:
+    """Edge (TFLite / TFLite Micro) bundles."""
+
+
+@edge_group.command("verify")
+@click.argument("bundle_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def edge_verify(bundle_dir: Path) -> None:
+    """Check BUNDLE_DIR (outputs/<pipeline>/edge/<pipeline>/<version>) against its manifest, in TFLite Micro."""
+    from components.edge_pusher.verify import BundleMismatch, verify_bundle
+
+    try:
+        manifest = verify_bundle(bundle_dir)
+    except (BundleMismatch, FileNotFoundError, KeyError) as exc:
+        console.print(f"[red]bundle does not verify:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_FAILED)
+    click.echo(f"{bundle_dir}: verified ({manifest['files']['model_int8.tflite']['bytes']} bytes int8, "
+               f"arena {manifest['arena_bytes']} bytes, {len(manifest['ops'])} op(s), golden outputs bit-exact)")
 
 
 @main.command("schema")

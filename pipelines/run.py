@@ -4,11 +4,14 @@ Exit codes (also in the README):
   0  a blessed model is being served (pushed now, or already pushed)
   1  the run failed
   2  the spec or the command line is invalid
-  3  the run succeeded but the model was not blessed, so nothing was pushed
+  3  the run succeeded but the model was not pushed everywhere the spec asks:
+     not blessed (nothing pushed), or blessed but the int8 edge model missed
+     its accuracy tolerance or device budget (the JSON status says which)
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -22,7 +25,13 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_NOT_BLESSED = 3
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "image_examples.pbtxt"
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def schema_file(loaded: LoadedSpec) -> Path:
+    """The tf.Example schema the ExampleValidator checks against."""
+    generated = loaded.spec.data.generate
+    return SCHEMAS / (f"{generated.kind}_examples.pbtxt" if generated else "image_examples.pbtxt")
 
 
 @dataclasses.dataclass
@@ -31,6 +40,7 @@ class Paths:
     pipeline_root: Path
     metadata_path: Path
     serving_base_dir: Path
+    edge_base_dir: Path
 
     @classmethod
     def for_spec(cls, loaded: LoadedSpec) -> "Paths":
@@ -40,6 +50,7 @@ class Paths:
             pipeline_root=out / "tfx",
             metadata_path=out / "metadata.sqlite",
             serving_base_dir=out / "serving" / loaded.name,
+            edge_base_dir=out / "edge" / loaded.name,
         )
 
 
@@ -52,6 +63,8 @@ class RunSummary:
     blessed: Optional[bool] = None
     accuracy: Optional[float] = None
     baseline_accuracy: Optional[float] = None
+    mean_absolute_error: Optional[float] = None
+    baseline_mean_absolute_error: Optional[float] = None
     validation_failures: List[str] = dataclasses.field(default_factory=list)
     pushed: bool = False
     already_pushed: bool = False
@@ -59,17 +72,28 @@ class RunSummary:
     pushed_destination: Optional[str] = None
     files_ingested: Optional[int] = None
     files_skipped: Optional[int] = None
+    edge: Optional[Dict] = None  # the EdgePusher's numbers and decision, when the spec asks for edge pushes
+
+    @property
+    def status(self) -> str:
+        """pushed: every push target the spec names holds the model; not_blessed: none
+        does; edge_not_pushed: blessed, but the int8 model missed its accuracy or device budget."""
+        if self.edge is not None and self.blessed and not self.edge.get("pushed"):
+            return "edge_not_pushed"
+        if self.pushed or (self.edge is not None and self.edge.get("pushed")):
+            return "pushed"
+        return "not_blessed"
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PUSHED if self.pushed else EXIT_NOT_BLESSED
+        return EXIT_PUSHED if self.status == "pushed" else EXIT_NOT_BLESSED
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)
 
 
-def _accuracy_by_model(evaluation_uri: str) -> Dict[str, float]:
-    """{'candidate': acc, 'baseline': acc} on the overall slice."""
+def _metric_by_model(evaluation_uri: str, metric_name: str) -> Dict[str, float]:
+    """{'candidate': value, 'baseline': value} of a metric on the overall slice."""
     import tensorflow_model_analysis as tfma
 
     result: Dict[str, float] = {}
@@ -78,7 +102,7 @@ def _accuracy_by_model(evaluation_uri: str) -> Dict[str, float]:
             continue
         for key_and_value in metrics.metric_keys_and_values:
             key = key_and_value.key
-            if key.name == "sparse_categorical_accuracy" and not key.HasField("sub_key"):
+            if key.name == metric_name and not key.HasField("sub_key"):
                 role = "diff" if key.is_diff else ("baseline" if key.model_name == "baseline" else "candidate")
                 result[role] = key_and_value.value.double_value.value
     return result
@@ -123,6 +147,7 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
     summary.already_pushed = "Pusher" in summary.cached
     events = store.get_events_by_execution_ids([e.id for e in executions])
     output_ids = [ev.artifact_id for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)]
+    producer_of = {ev.artifact_id: node_of.get(ev.execution_id) for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)}
     artifact_types = {t.id: t.name for t in store.get_artifact_types()}
     for artifact in store.get_artifacts_by_id(output_ids):
         kind = artifact_types.get(artifact.type_id)
@@ -130,10 +155,15 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
         if kind == "ModelBlessing":
             summary.blessed = props["blessed"].int_value == 1 if "blessed" in props else None
         elif kind == "ModelEvaluation":
-            accuracies = _accuracy_by_model(artifact.uri)
+            accuracies = _metric_by_model(artifact.uri, "sparse_categorical_accuracy")
             summary.accuracy = accuracies.get("candidate")
             summary.baseline_accuracy = accuracies.get("baseline")
+            errors = _metric_by_model(artifact.uri, "mean_absolute_error")
+            summary.mean_absolute_error = errors.get("candidate")
+            summary.baseline_mean_absolute_error = errors.get("baseline")
             summary.validation_failures = _validation_failures(artifact.uri)
+        elif kind == "PushedModel" and producer_of.get(artifact.id) == "EdgePusher":
+            summary.edge = _edge_summary(artifact)
         elif kind == "PushedModel":
             summary.pushed = props["pushed"].int_value == 1 if "pushed" in props else False
             summary.already_pushed = summary.already_pushed or "already_pushed" in props
@@ -144,6 +174,18 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
             summary.files_ingested = props["files_ingested"].int_value
             summary.files_skipped = props["files_skipped"].int_value
     return summary
+
+
+def _edge_summary(artifact) -> Dict:
+    props = artifact.custom_properties
+    report_path = Path(artifact.uri) / "edge_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    return {
+        "pushed": "pushed" in props and props["pushed"].int_value == 1,
+        "version": props["pushed_version"].int_value if "pushed_version" in props else None,
+        "destination": props["pushed_destination"].string_value if "pushed_destination" in props else None,
+        **report,
+    }
 
 
 class ProgressHandler(logging.Handler):
@@ -175,13 +217,19 @@ def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) ->
 
     paths = Paths.for_spec(loaded)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
+    generated = loaded.spec.data.generate
+    if generated:
+        from pipelines.datasets import DATASETS
+
+        DATASETS[generated.kind](loaded.data_root, generated.samples, generated.noise, generated.seed)
     pipeline = create_pipeline(
         spec=loaded.spec,
         pipeline_root=str(paths.pipeline_root),
         metadata_path=str(paths.metadata_path),
         data_root=loaded.data_root,
-        schema_file=str(SCHEMA_FILE),
+        schema_file=str(schema_file(loaded)),
         serving_base_dir=str(paths.serving_base_dir),
+        edge_base_dir=str(paths.edge_base_dir),
     )
     # The full TFX/Beam/TensorFlow log goes to a file; the terminal gets progress.
     log_path = paths.output_dir / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
@@ -215,14 +263,31 @@ def describe(summary: RunSummary) -> str:
              f"{len(summary.executed)} component(s) executed, {len(summary.cached)} reused from cache"]
     if summary.files_ingested is not None:
         lines.append(f"images ingested: {summary.files_ingested}, skipped: {summary.files_skipped}")
-    if summary.accuracy is not None:
-        baseline = f" (baseline {summary.baseline_accuracy:.4f})" if summary.baseline_accuracy is not None else " (no baseline yet)"
-        lines.append(f"eval accuracy: {summary.accuracy:.4f}{baseline}")
+    for name, value, baseline_value in (
+        ("accuracy", summary.accuracy, summary.baseline_accuracy),
+        ("mean absolute error", summary.mean_absolute_error, summary.baseline_mean_absolute_error),
+    ):
+        if value is not None:
+            baseline = f" (baseline {baseline_value:.4f})" if baseline_value is not None else " (no baseline yet)"
+            lines.append(f"eval {name}: {value:.4f}{baseline}")
     if summary.pushed and summary.already_pushed:
         lines.append(f"nothing new to push: this model is already version {summary.pushed_version} at {summary.pushed_destination}")
     elif summary.pushed:
         lines.append(f"pushed version {summary.pushed_version} to {summary.pushed_destination}")
-    else:
+    elif summary.blessed is False or not summary.edge:
         lines.append("not blessed, nothing pushed" + (":" if summary.validation_failures else ""))
         lines.extend(f"  - {failure}" for failure in summary.validation_failures)
+    if summary.edge and "metric" in summary.edge:
+        lines.append(describe_edge(summary.edge))
     return os.linesep.join(lines)
+
+
+def describe_edge(edge: Dict) -> str:
+    metric = edge["metric"]
+    numbers = (f"int8 {edge['int8_model_bytes']} bytes (float {edge['float_model_bytes']}), "
+               f"arena {edge['arena_bytes']} bytes, {metric.replace('_', ' ')} int8 {edge[f'int8_{metric}']:.4f} "
+               f"vs float {edge[f'float_{metric}']:.4f}")
+    if edge["pushed"]:
+        return f"edge: version {edge['version']} at {edge['destination']}: {numbers}"
+    failed = ", ".join(name.replace("_", " ") for name, ok in edge["checks"].items() if not ok)
+    return f"edge: not pushed ({failed}): {numbers}"

@@ -15,8 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPAN_TOKEN = "{SPAN}"
-TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer")
+TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer", "sine")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def module_task(module: str) -> str:
+    """classification (image models) or regression, as trainer_modules/<module>.py declares in TASK."""
+    return getattr(importlib.import_module(f"trainer_modules.{module}"), "TASK", "classification")
 
 
 class SpecError(ValueError):
@@ -27,12 +32,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class GeneratedDataSpec(_Strict):
+    kind: Literal["sine"] = Field(description="sine: (x, sin x + noise) with x uniform in [0, 2 pi], as CSV columns x,y.")
+    samples: int = Field(1000, ge=10, le=10_000_000)
+    noise: float = Field(0.1, ge=0, description="Standard deviation of the Gaussian noise added to y.")
+    seed: int = 1
+
+
 class DataSpec(_Strict):
     root: str = Field(
         description="Folder of class sub-folders: <root>/<class_name>/<image>. "
         "Relative paths are relative to the spec file's project root (the folder holding pipelines/). "
         "A path component may contain {SPAN} (e.g. data/digits/span-{SPAN}) to select data drops."
     )
+    generate: Optional[GeneratedDataSpec] = Field(
+        None, description="Generated (not image) data: written as CSV into data.root when missing."
+    )
+    test_buckets: int = Field(0, ge=0, description="Hash buckets of a held-out test split (0 = none).")
     unlabeled_dir: str = Field(
         "unlabeled", description="Sub-folder of unlabelled images; never treated as a class."
     )
@@ -114,15 +130,34 @@ class TrainerSpec(_Strict):
 
 
 class EvaluationSpec(_Strict):
-    min_accuracy: float = Field(0.9, ge=0, le=1, description="Eval accuracy a model needs to be blessed.")
+    min_accuracy: float = Field(0.9, ge=0, le=1, description="Classifiers: eval accuracy a model needs to be blessed.")
     max_accuracy_drop: float = Field(
         0.0, ge=0, le=1,
-        description="How much lower than the latest blessed model's accuracy a new model may be (absolute).",
+        description="Classifiers: how much lower than the latest blessed model's accuracy a new model may be (absolute).",
     )
+    max_mean_absolute_error: Optional[float] = Field(
+        None, gt=0, description="Regressors: the eval mean absolute error a model must not exceed to be blessed."
+    )
+    max_mean_absolute_error_increase: float = Field(
+        0.0, ge=0, description="Regressors: how much higher than the latest blessed model's error a new model's may be."
+    )
+
+
+class EdgeSpec(_Strict):
+    representative_samples: int = Field(200, ge=1, description="Train-split samples that calibrate int8 quantization.")
+    max_int8_degradation: float = Field(
+        0.01, ge=0, description="How much worse the int8 model may be than the float one: accuracy (0.01 = 1 point) "
+        "for classifiers, mean absolute error for regressors. Measured on the eval split in TFLite Micro.",
+    )
+    flash_budget_bytes: int = Field(1 << 20, ge=1, description="Device flash for the model: the int8 .tflite must fit.")
+    ram_budget_bytes: int = Field(256 << 10, ge=1, description="Device RAM for the tensor arena, measured in TFLite Micro.")
 
 
 class PushSpec(_Strict):
     serving: bool = Field(True, description="Push blessed models to outputs/<pipeline>/serving/.")
+    edge: Optional[EdgeSpec] = Field(
+        None, description="Also push float and int8 TFLite models and a microcontroller bundle to outputs/<pipeline>/edge/."
+    )
 
 
 class Spec(_Strict):
@@ -130,7 +165,7 @@ class Spec(_Strict):
     description: str = ""
     output_dir: str = Field("outputs", description="Outputs go to <output_dir>/<pipeline>/.")
     data: DataSpec
-    image: ImageSpec
+    image: Optional[ImageSpec] = Field(None, description="Input images: required for image models.")
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     push: PushSpec = Field(default_factory=PushSpec)
@@ -150,6 +185,27 @@ class Spec(_Strict):
     def _data_root_has_at_most_one_span(self) -> "Spec":
         if self.data.root.count(SPAN_TOKEN) > 1:
             raise ValueError("data.root may contain {SPAN} once")
+        return self
+
+    @property
+    def task(self) -> str:
+        """classification (image models) or regression, as the trainer module declares."""
+        return module_task(self.trainer.module)
+
+    @model_validator(mode="after")
+    def _sections_fit_the_task(self) -> "Spec":
+        if self.task == "classification":
+            if self.image is None:
+                raise ValueError(f"trainer.module {self.trainer.module} is an image model: add an `image` section "
+                                 "(height, width, channels)")
+            if self.data.generate is not None:
+                raise ValueError("data.generate makes tabular data; image models need image folders in data.root")
+        else:
+            if self.data.generate is None:
+                raise ValueError(f"trainer.module {self.trainer.module} needs data.generate (e.g. kind: sine)")
+            if self.evaluation.max_mean_absolute_error is None:
+                raise ValueError(f"trainer.module {self.trainer.module} is a regressor: set "
+                                 "evaluation.max_mean_absolute_error")
         return self
 
 
@@ -234,6 +290,8 @@ def load_spec(path: str | Path, check_paths: bool = True) -> LoadedSpec:
 
 def check_data_root(loaded: LoadedSpec) -> None:
     root = loaded.spec.data.root
+    if loaded.spec.data.generate is not None:
+        return  # written by `imagepipe run` when missing
     if SPAN_TOKEN in root:
         base = loaded.resolve(root.split(SPAN_TOKEN)[0]).parent if not root.startswith(SPAN_TOKEN) else loaded.project_root
         if not base.is_dir():

@@ -43,6 +43,8 @@ def project(tmp_path_factory):
     spec["output_dir"] = str(root / "outputs")
     spec["trainer"]["epochs"] = 4
     spec["evaluation"]["min_accuracy"] = 0.3
+    # 80 eval images after 4 epochs: one image is 1.25 points, so the int8 gate gets room.
+    spec["push"]["edge"]["max_int8_degradation"] = 0.05
     spec_path = root / "digits-e2e.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     return root, spec_path, spec
@@ -79,6 +81,22 @@ def test_first_run_executes_everything_and_pushes_version_1(first_run, project):
     assert first_run["pushed_version"] == 1
     version_dir = root / "outputs" / "digits-e2e" / "serving" / "digits-e2e" / "1"
     assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
+
+
+def test_first_run_pushes_a_verified_edge_bundle_of_the_same_version(first_run, project):
+    from components.edge_pusher.verify import verify_bundle
+
+    root = project[0]
+    edge = first_run["edge"]
+    assert edge["pushed"] and edge["version"] == first_run["pushed_version"] == 1
+    manifest = verify_bundle(root / "outputs" / "digits-e2e" / "edge" / "digits-e2e" / "1")
+    assert manifest["labels"] == [str(d) for d in range(10)]
+    assert manifest["input"]["shape"] == [1, 28, 28, 1] and manifest["output"]["shape"] == [1, 10]
+    assert "scaled to [0, 1]" in manifest["input"]["preprocessing"]
+    # int8 weights: about a quarter of the float model (the issue allows 30% above 100 KB).
+    assert edge["int8_model_bytes"] <= 0.3 * edge["float_model_bytes"]
+    assert edge["float_accuracy"] - edge["int8_accuracy"] <= project[2]["push"]["edge"]["max_int8_degradation"]
+    assert 0 < edge["eval_samples"] < 10 * PER_CLASS  # the eval split, not every image
 
 
 def test_serving_default_takes_rest_b64_instances_of_any_size_and_format(first_run, project):
@@ -120,7 +138,7 @@ def test_unchanged_rerun_is_cached_and_pushes_nothing_new(first_run, project):
     assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["executed"] == ["latest_blessed_model_resolver"]
-    assert "Evaluator" in summary["cached"] and "Pusher" in summary["cached"]
+    assert {"Evaluator", "Pusher", "EdgePusher"} <= set(summary["cached"])
     assert summary["already_pushed"] and summary["pushed_version"] == 1
     versions = sorted(p.name for p in (root / "outputs" / "digits-e2e" / "serving" / "digits-e2e").iterdir())
     assert versions == ["1"]

@@ -10,6 +10,8 @@ Input: the raw tf.Examples (TFRecord, GZIP) -> parse -> the Transform graph
 Export: a SavedModel with two signatures (CONTRACTS.md):
   serving_default(image_bytes: string[None]) -> probabilities, label
   serving_examples(examples: serialized tf.Example[None]) -> probabilities, label
+and, for the EdgePusher, the bare model and its input preprocessing
+(trainer_modules/edge_export.py).
 """
 from __future__ import annotations
 
@@ -26,8 +28,9 @@ from pydantic import BaseModel
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components.image_example_gen.executor import read_label_names
-from components.image_transform import IMAGE_KEY, LABEL_KEY
+from components.image_transform import IMAGE_KEY, LABEL_KEY, describe_preprocessing
 from trainer_modules.distribution import choose_strategy
+from trainer_modules.edge_export import edge_export_dir, export_edge_model
 
 _PARSE_BATCH = 256
 _RAW_FEATURES = {
@@ -39,6 +42,11 @@ _RAW_FEATURES = {
 def examples_uri(file_patterns: List[str]) -> str:
     """fn_args.train_files holds '<examples uri>/Split-train/*'."""
     return os.path.dirname(os.path.dirname(file_patterns[0]))
+
+
+def _image_mask(images: tf.Tensor, fraction: float, seed: int) -> tf.Tensor:
+    """True for a random `fraction` of the images of a batch, shaped to broadcast over pixels."""
+    return tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < fraction
 
 
 def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | None:
@@ -74,23 +82,25 @@ def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | No
             images = tf.image.crop_and_resize(images, boxes, tf.range(batch), images.shape[1:3])
         if geometric is not None:
             images = geometric(images, training=True)
+        # Per image, not per batch: batches stay alike, so batch-norm
+        # statistics learnt on them also fit clean evaluation images.
         if thicken:
             # Pens and markers: widen light strokes by a pixel (3x3 dilation)
-            # in a `thicken` fraction of the batches.
+            # in a `thicken` fraction of the images.
             thick = tf.nn.max_pool2d(images, 3, 1, "SAME")
-            images = tf.cond(tf.random.uniform([], seed=seed) < thicken, lambda: thick, lambda: images)
+            images = tf.where(_image_mask(images, thicken, seed), thick, images)
         if low_resolution:
-            # Scans, thumbnails and small bitmaps: shrink the batch to as little
-            # as 1 - low_resolution of its size and scale it back up.
+            # Scans, thumbnails and small bitmaps: half the images shrunk to as
+            # little as 1 - low_resolution of their size and scaled back up.
             size = tf.shape(images)[1:3]
             scale = tf.random.uniform([], 1.0 - low_resolution, 1.0, seed=seed)
             small = tf.maximum(tf.cast(tf.cast(size, tf.float32) * scale, tf.int32), 4)
-            images = tf.image.resize(tf.image.resize(images, small, antialias=True), size)
+            blurred = tf.image.resize(tf.image.resize(images, small, antialias=True), size)
+            images = tf.where(_image_mask(images, 0.5, seed), blurred, images)
         if invert:
             # Half the images inverted: the model learns light-on-dark and
             # dark-on-light alike, as photos of paper and scans differ.
-            flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < 0.5
-            images = tf.where(flip, 1.0 - images, images)
+            images = tf.where(_image_mask(images, 0.5, seed), 1.0 - images, images)
         return tf.clip_by_value(images, 0.0, 1.0)
 
     return apply
@@ -161,6 +171,19 @@ class ServingModule(tf.Module):
         return self._predict(parsed[IMAGE_KEY])
 
 
+class ImageEdgeInputs(tf.Module):
+    """tf.Examples -> the edge model's inputs (decoded by the Transform graph) and labels."""
+
+    def __init__(self, tft_output: tft.TFTransformOutput):
+        super().__init__()
+        self.tft_layer = tft_output.transform_features_layer()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def __call__(self, examples):
+        raw = tf.io.parse_example(examples, _RAW_FEATURES)
+        return {"inputs": self.tft_layer({IMAGE_KEY: raw[IMAGE_KEY]})[IMAGE_KEY], "label": raw[LABEL_KEY]}
+
+
 def export_serving_model(model, tft_output, label_names: List[str], export_dir: str) -> None:
     module = ServingModule(model, tft_output, label_names)
     tf.saved_model.save(
@@ -176,11 +199,14 @@ def export_serving_model(model, tft_output, label_names: List[str], export_dir: 
 class EpochLogger(keras.callbacks.Callback):
     """One log line per epoch, so that `imagepipe run` can show training progress."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, every: int = 1):
         super().__init__()
         self._epochs = epochs
+        self._every = every
 
     def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self._every and epoch + 1 != self._epochs:
+            return
         logs = logs or {}
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, (int, float)))
         logging.info("imagepipe epoch %d/%d %s", epoch + 1, self._epochs, metrics)
@@ -202,6 +228,21 @@ class FineTunePlan:
 
     epochs: int
     learning_rate: float
+
+
+class NothingTrained(RuntimeError):
+    """Keras ran no training step."""
+
+
+def check_trained(history: keras.callbacks.History, trainer: Dict) -> None:
+    """Keras silently trains nothing when a chunk of steps_per_execution
+    batches is more than an epoch holds; say so, with the fix."""
+    if not history.history:
+        raise NothingTrained(
+            f"no training step ran: trainer.steps_per_execution ({trainer['steps_per_execution']}) is more than "
+            "the batches in one epoch, or the train split is smaller than trainer.batch_size "
+            f"({trainer['batch_size']}); fix: lower steps_per_execution or batch_size in the spec"
+        )
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int) -> None:
@@ -255,6 +296,7 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=trainer["early_stopping_patience"], restore_best_weights=True))
     history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0)
+    check_trained(history, trainer)
     curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     plan = fine_tune(model, hparams) if fine_tune else None
     if plan:
@@ -269,6 +311,12 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     with open(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(curves, f, indent=2)
     export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
+    export_edge_model(
+        model, input_shape, ImageEdgeInputs(tft_output),
+        {"task": "classification", "labels": label_names, "input_preprocessing": describe_preprocessing(image),
+         "output_meaning": "class probabilities, in the order of labels"},
+        edge_export_dir(fn_args.serving_model_dir),
+    )
     return model
 
 

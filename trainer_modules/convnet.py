@@ -10,6 +10,7 @@ import keras
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
+from trainer_modules.blocks import conv_unit
 
 
 class Hyperparameters(BaseModel):
@@ -30,10 +31,7 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     x = inputs
     for filters in hp.filters:
         for _ in range(hp.convs_per_block):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not hp.batch_norm)(x)
-            if hp.batch_norm:
-                x = keras.layers.BatchNormalization()(x)
-            x = keras.layers.ReLU()(x)
+            x = conv_unit(x, filters, 3, hp.batch_norm)
         x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x) if hp.head == "flatten" else keras.layers.GlobalAveragePooling2D()(x)
     if hp.dense_units:

@@ -10,7 +10,7 @@ import keras
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
-from trainer_modules.heads import pool_if_room, softmax_head
+from trainer_modules.blocks import conv_unit, pool_if_room, softmax_head
 
 
 class Hyperparameters(BaseModel):
@@ -20,11 +20,12 @@ class Hyperparameters(BaseModel):
     modules: List[int] = Field([32, 64, 96], min_length=1,
                                description="Filters of each branch, per module; 2x2 max-pooling after each module.")
     dropout: float = Field(0.2, ge=0, lt=1)
+    batch_norm: bool = Field(True, description="Batch-normalise every convolution (Inception v2 onwards): without it the global-average head learns slowly.")
 
 
-def inception_module(x, filters: int):
+def inception_module(x, filters: int, batch_norm: bool):
     def conv(y, kernel, width=filters):
-        return keras.layers.Conv2D(width, kernel, activation="relu", padding="same")(y)
+        return conv_unit(y, width, kernel, batch_norm)
 
     branch_1x1 = conv(x, 1)
     branch_3x3 = conv(conv(x, 1, filters // 2), 3)
@@ -35,9 +36,9 @@ def inception_module(x, filters: int):
 
 def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.layers.Conv2D(hp.stem_filters, 3, activation="relu", padding="same")(inputs)
+    x = conv_unit(inputs, hp.stem_filters, 3, hp.batch_norm)
     for filters in hp.modules:
-        x = inception_module(x, filters)
+        x = inception_module(x, filters, hp.batch_norm)
         x = pool_if_room(x)
     outputs = softmax_head(x, num_classes, hp.dropout)
     return keras.Model(inputs, outputs, name="inception")

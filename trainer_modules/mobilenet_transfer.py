@@ -18,6 +18,7 @@ import keras
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainer_modules.base import FineTunePlan, make_run_fn
+from trainer_modules.blocks import set_batch_norm_momentum
 
 
 class Hyperparameters(BaseModel):
@@ -69,6 +70,8 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     # (weights: none) are worth nothing frozen, so they train with the head.
     pretrained = hp.weights != "none"
     backbone.trainable = not pretrained
+    if not pretrained:
+        set_batch_norm_momentum(backbone)
     # A pretrained backbone's batch-norm statistics stay frozen (training=False),
     # even when fine-tuning; a random one must learn its statistics.
     x = backbone(x, training=False) if pretrained else backbone(x)

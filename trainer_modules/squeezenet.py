@@ -10,7 +10,7 @@ import keras
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
-from trainer_modules.heads import pool_if_room, softmax_head
+from trainer_modules.blocks import pool_if_room, softmax_head
 
 
 class Hyperparameters(BaseModel):

@@ -1,0 +1,1 @@
+from components.edge_pusher.component import EdgePusher  # noqa: F401

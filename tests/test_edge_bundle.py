@@ -1,0 +1,99 @@
+"""The edge store's pieces: conversion, the hybrid refusal, the arena measurement, the bundle files."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.edge_pusher import bundle, tflite_tools
+
+
+@pytest.fixture(scope="module")
+def small_model_dir(tmp_path_factory):
+    """A small conv net exported the way the Trainer exports edge models."""
+    from trainer_modules.edge_export import export_edge_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax"),
+    ])
+
+    class Inputs(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, examples):
+            return {"inputs": tf.zeros([1, 12, 12, 1]), "label": tf.zeros([1], tf.int64)}
+
+    export_dir = tmp_path_factory.mktemp("export")
+    export_edge_model(model, (12, 12, 1), Inputs(), {"task": "classification"}, str(export_dir))
+    return str(export_dir / "model"), model
+
+
+def calibration():
+    return np.random.default_rng(0).uniform(0, 1, (20, 12, 12, 1)).astype(np.float32)
+
+
+def test_int8_model_is_full_integer_and_close_to_keras(small_model_dir):
+    saved_model, keras_model = small_model_dir
+    model = tflite_tools.convert_int8(saved_model, calibration())
+    tflite_tools.check_full_integer(model)
+    assert tflite_tools.op_names(model) == ["CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "RESHAPE", "SOFTMAX"]
+    inputs, outputs = tflite_tools.io_details(model)
+    samples = calibration()[:5]
+    quantized = tflite_tools.quantize(samples, *inputs["quantization"])
+    micro = tflite_tools.dequantize(tflite_tools.run_micro(model, quantized), *outputs["quantization"])
+    np.testing.assert_allclose(micro, keras_model.predict(samples, verbose=0), atol=0.03)
+
+
+def test_a_dynamic_range_model_is_refused(small_model_dir):
+    converter = tf.lite.TFLiteConverter.from_saved_model(small_model_dir[0])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: int8 weights, float activations
+    with pytest.raises(tflite_tools.NotMicroReady, match="hybrid"):
+        tflite_tools.check_full_integer(converter.convert())
+
+
+def test_float_model_is_refused_for_microcontrollers(small_model_dir):
+    with pytest.raises(tflite_tools.NotMicroReady):
+        tflite_tools.check_full_integer(tflite_tools.convert_float(small_model_dir[0]))
+
+
+def test_arena_is_the_smallest_that_runs(small_model_dir):
+    model = tflite_tools.convert_int8(small_model_dir[0], calibration())
+    sample = np.zeros((12, 12, 1), np.int8)
+    arena = tflite_tools.measure_arena_bytes(model, sample)
+    assert tflite_tools.runs_in_arena(model, sample, arena)
+    assert not tflite_tools.runs_in_arena(model, sample, arena - 16)
+    # Activations alone: the conv output (10x10x4) and the pooled map (5x5x4), int8.
+    assert arena > 10 * 10 * 4
+
+
+@pytest.mark.parametrize("op, method", [
+    ("CONV_2D", "AddConv2D"), ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"), ("FULLY_CONNECTED", "AddFullyConnected"),
+    ("MAX_POOL_2D", "AddMaxPool2D"), ("AVERAGE_POOL_2D", "AddAveragePool2D"), ("RELU6", "AddRelu6"),
+    ("RESIZE_BILINEAR", "AddResizeBilinear"), ("L2_NORMALIZATION", "AddL2Normalization"), ("SOFTMAX", "AddSoftmax"),
+])
+def test_resolver_methods_are_tflite_micro_names(op, method):
+    assert bundle.resolver_method(op) == method
+
+
+def test_c_identifiers():
+    assert bundle.c_identifier("digits-mobilenet-transfer") == "digits_mobilenet_transfer"
+    assert bundle.c_identifier("3d-shapes") == "m_3d_shapes"
+
+
+def test_bundle_is_written_whole_and_never_overwritten(tmp_path):
+    base = tmp_path / "edge" / "p"
+    sources = bundle.render_sources("p", 1, b"\x01\x02\xff", ["FULLY_CONNECTED"])
+    assert "0x01, 0x02, 0xff," in sources["model_data.cc"]
+    assert "p_model_data_len = 3;" in sources["model_data.cc"]
+    bundle.write_bundle(base, 1, {"model_int8.tflite": b"\x01\x02\xff", **sources}, {"version": 1})
+    manifest = json.loads((base / "1" / "manifest.json").read_text())
+    assert manifest["files"]["model_int8.tflite"]["bytes"] == 3
+    assert (base / "latest").read_text() == "1\n"
+    with pytest.raises(FileExistsError):
+        bundle.write_bundle(base, 1, {"model_int8.tflite": b"other"}, {"version": 1})
+    assert (base / "1" / "model_int8.tflite").read_bytes() == b"\x01\x02\xff"
+    bundle.write_bundle(base, 2, {"model_int8.tflite": b"\x03"}, {"version": 2})
+    assert (base / "latest").read_text() == "2\n"
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "latest"]  # no staging folder left behind

@@ -1,0 +1,124 @@
+"""The TinyML hello world through the real pipeline: pipelines/sine.yaml, end to end (about a minute).
+
+The pushed edge bundle must verify (manifest, C array, op resolver, golden
+vectors bit-exact in TFLite Micro and the TFLite reference kernels, minimal
+arena), compile with g++, fit the book's 2,488 bytes, and approximate sin(x)
+within 0.05 in TFLite Micro.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from components.edge_pusher import tflite_tools
+from components.edge_pusher.verify import BundleMismatch, verify_bundle
+from pipelines import run as runs
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+BOOK_MODEL_BYTES = 2488  # the TinyML book's quantized hello-world model
+
+
+def imagepipe(*args):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def sine_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sine")
+    spec = yaml.safe_load((REPO / "pipelines" / "sine.yaml").read_text())
+    spec["data"]["root"] = str(root / "data" / "sine")
+    spec["output_dir"] = str(root / "outputs")
+    spec_path = root / "sine.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    result = imagepipe("run", str(spec_path), "--json")
+    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    return root, spec_path, spec, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bundle_dir(root):
+    return root / "outputs" / "sine" / "edge" / "sine" / "1"
+
+
+def test_run_pushes_serving_and_edge_as_the_same_version(sine_run):
+    root, _, spec, summary = sine_run
+    assert summary["status"] == "pushed" and summary["pushed_version"] == 1
+    assert summary["mean_absolute_error"] <= spec["evaluation"]["max_mean_absolute_error"]
+    assert summary["edge"]["pushed"] and summary["edge"]["version"] == 1
+    assert (root / "outputs" / "sine" / "serving" / "sine" / "1" / "saved_model.pb").is_file()
+    assert (root / "outputs" / "sine" / "edge" / "sine" / "latest").read_text().strip() == "1"
+
+
+def test_bundle_verifies_against_its_manifest_in_tflite_micro(sine_run):
+    manifest = verify_bundle(bundle_dir(sine_run[0]))
+    assert manifest["pipeline"] == "sine" and manifest["version"] == 1
+    assert manifest["ops"] == ["FULLY_CONNECTED"]
+    assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "int8"
+    assert manifest["input"]["shape"] == [1, 1]
+    assert manifest["arena_bytes"] <= sine_run[2]["push"]["edge"]["ram_budget_bytes"]
+
+
+def test_int8_model_is_smaller_than_the_books_and_tracks_sin_x_in_tflite_micro(sine_run):
+    directory = bundle_dir(sine_run[0])
+    manifest = json.loads((directory / "manifest.json").read_text())
+    model = (directory / "model_int8.tflite").read_bytes()
+    assert len(model) <= BOOK_MODEL_BYTES
+    x = np.linspace(0, 2 * np.pi, 1000, dtype=np.float32)[:, None]
+    quantized = tflite_tools.quantize(x, manifest["input"]["scale"], manifest["input"]["zero_point"])
+    y = tflite_tools.dequantize(tflite_tools.run_micro(model, quantized, manifest["arena_bytes"]),
+                                manifest["output"]["scale"], manifest["output"]["zero_point"])
+    assert np.mean(np.abs(y[:, 0] - np.sin(x[:, 0]))) <= 0.05
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
+def test_c_array_compiles_and_holds_the_model(sine_run, tmp_path):
+    directory = bundle_dir(sine_run[0])
+    shutil.copy(directory / "model_data.cc", tmp_path)
+    shutil.copy(directory / "model_data.h", tmp_path)
+    (tmp_path / "size.cc").write_text(
+        '#include <cstdio>\n#include "model_data.h"\n'
+        'int main() { std::printf("%u %u", sine_model_data_len, (unsigned)((unsigned long)sine_model_data % 16)); }\n')
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-c", "model_data.cc"], cwd=tmp_path, check=True)
+    subprocess.run(["g++", "-std=c++17", "-o", "size", "size.cc", "model_data.o"], cwd=tmp_path, check=True)
+    length, misalignment = subprocess.run(["./size"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert int(length) == (directory / "model_int8.tflite").stat().st_size
+    assert int(misalignment) == 0
+
+
+def test_serving_model_answers_x_with_sin_x(sine_run):
+    model = tf.saved_model.load(str(sine_run[0] / "outputs" / "sine" / "serving" / "sine" / "1"))
+    x = tf.constant([0.5, 1.5707964, 4.712389], tf.float32)
+    y = model.signatures["serving_default"](x=x)["y"].numpy()
+    np.testing.assert_allclose(y, np.sin(x.numpy()), atol=0.15)
+
+
+def test_a_tampered_bundle_fails_verification(sine_run, tmp_path):
+    copy = tmp_path / "edge" / "sine" / "1"
+    shutil.copytree(bundle_dir(sine_run[0]), copy)
+    (copy.parent / "latest").write_text("1\n")
+    golden = json.loads((copy / "golden.json").read_text())
+    golden["outputs"][0][0] = (golden["outputs"][0][0] + 1) % 128
+    (copy / "golden.json").write_text(json.dumps(golden))
+    with pytest.raises(BundleMismatch, match="golden.json"):
+        verify_bundle(copy)
+
+
+def test_a_model_over_the_ram_budget_is_not_pushed_to_the_edge(sine_run):
+    root, _, spec, _ = sine_run
+    tight = dict(spec, push=dict(spec["push"], edge=dict(spec["push"]["edge"], ram_budget_bytes=100)))
+    tight_path = root / "sine-tight.yaml"
+    tight_path.write_text(yaml.safe_dump(tight))
+    result = imagepipe("run", str(tight_path), "--json")
+    assert result.returncode == runs.EXIT_NOT_BLESSED, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "edge_not_pushed"
+    assert summary["edge"]["checks"] == {"int8_within_tolerance": True, "fits_flash": True, "fits_ram": False}
+    assert summary["edge"]["arena_bytes"] > 100
+    assert "Trainer" in summary["cached"]  # only the EdgePusher had to run again
+    assert sorted(p.name for p in (root / "outputs" / "sine" / "edge" / "sine").iterdir()) == ["1", "latest"]
