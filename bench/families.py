@@ -98,6 +98,8 @@ def main(only: list[str] | None = None) -> None:
                 "eval_accuracy": summary.get("accuracy"),
                 "saved_model_bytes": size,
                 "pushed_version": summary.get("pushed_version"),
+                "edge": {k: v for k, v in (summary.get("edge") or {}).items()
+                         if k not in ("destination", "checks")} or None,
             })
             print(json.dumps(rows[-1]), flush=True)
     finally:
