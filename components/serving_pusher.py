@@ -4,11 +4,13 @@
 TF Serving's "latest version" policy picks it up. The copy is assembled in a
 hidden temporary folder (TF Serving ignores names that are not integers), with
 saved_model.pb copied last, then renamed into place: a server never sees half a
-model. A model that was pushed before is not pushed again.
+model. A model that was pushed before is not pushed again. A new version
+becomes the `canary` of serving/models.config (components/serving_rollout.py).
 """
 import json
 import os
 import time
+from pathlib import Path
 from typing import Optional
 
 from absl import logging
@@ -19,6 +21,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
+
+from components import serving_rollout
 
 PUSH_INFO = os.path.join("assets.extra", "imagepipe_push.json")
 
@@ -79,6 +83,8 @@ class Executor(tfx_executor.Executor):
                  "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             )
             logging.info("Model pushed to %s/%d.", base, version)
+            rollout = serving_rollout.record_push(Path(base).parent, os.path.basename(base.rstrip("/")), version)
+            logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
         self._MarkPushed(model_push, pushed_destination=os.path.join(base, str(version)), pushed_version=str(version))
 
 

@@ -25,7 +25,7 @@ def main() -> None:
 
 @main.command("run")
 @click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--runner", type=click.Choice(["local"]), default=None, help="Overrides the spec's runner.")
+@click.option("--runner", type=click.Choice(["local", "beam"]), default=None, help="Overrides the spec's runner.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line at the end.")
 def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool) -> None:
@@ -37,7 +37,7 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
         sys.exit(runs.EXIT_INVALID)
     progress = (lambda message: None) if (quiet or as_json) else (lambda message: console.print(message, highlight=False))
     try:
-        summary = runs.run_pipeline(loaded, progress=progress)
+        summary = runs.run_pipeline(loaded, progress=progress, runner=runner)
     except Exception as exc:  # report, then fail with the documented code
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
         if as_json:
@@ -78,6 +78,65 @@ def data_sine(out_dir: Path, samples: int, noise: float, seed: int) -> None:
     from pipelines.datasets import write_sine
 
     click.echo(f"wrote {write_sine(out_dir, samples, noise, seed)}")
+
+
+def _serving_dir(pipeline: str, output_dir: Path) -> Path:
+    from pipelines.spec import NAME_PATTERN
+
+    if not NAME_PATTERN.match(pipeline):
+        console.print(f"[red]error:[/red] {pipeline!r} is not a pipeline name (lower-case letters, digits, '-', '_')",
+                      highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    return output_dir / pipeline / "serving"
+
+
+def _rollout_command(action: str, pipeline: str, output_dir: Path) -> None:
+    from components import serving_rollout
+
+    serving_dir = _serving_dir(pipeline, output_dir)
+    try:
+        rollout = getattr(serving_rollout, action)(serving_dir)
+    except serving_rollout.RolloutError as exc:
+        console.print(f"[red]{action} refused:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_FAILED)
+    click.echo(f"{serving_rollout.config_path(serving_dir)}: stable {rollout.stable}, canary {rollout.canary}")
+
+
+_OUTPUT_DIR = click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs"),
+                           show_default=True, help="The spec's output_dir.")
+
+
+@main.command("promote")
+@click.argument("pipeline")
+@_OUTPUT_DIR
+def promote_command(pipeline: str, output_dir: Path) -> None:
+    """Make PIPELINE's canary version the stable one in serving/models.config."""
+    _rollout_command("promote", pipeline, output_dir)
+
+
+@main.command("rollback")
+@click.argument("pipeline")
+@_OUTPUT_DIR
+def rollback_command(pipeline: str, output_dir: Path) -> None:
+    """Move PIPELINE's stable label back to the previous pushed (blessed) version."""
+    _rollout_command("rollback", pipeline, output_dir)
+
+
+@main.command("serving")
+@click.argument("pipeline")
+@_OUTPUT_DIR
+def serving_command(pipeline: str, output_dir: Path) -> None:
+    """Show PIPELINE's pushed versions and its stable and canary labels."""
+    from components import serving_rollout
+
+    serving_dir = _serving_dir(pipeline, output_dir)
+    rollout = serving_rollout.read(serving_dir)
+    if rollout is None:
+        click.echo(f"{pipeline}: nothing pushed yet ({serving_rollout.config_path(serving_dir)} does not exist)")
+        return
+    versions = serving_rollout.pushed_versions(Path(rollout.base_path))
+    click.echo(f"{serving_rollout.config_path(serving_dir)}: versions {versions}, stable {rollout.stable}, "
+               f"canary {rollout.canary}")
 
 
 @main.group("edge")

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -202,18 +203,45 @@ class ProgressHandler(logging.Handler):
             return
         if message.startswith("Component ") and message.endswith(" is running."):
             self._emit_progress(f"running {message[len('Component '):-len(' is running.')]}")
+        elif message.startswith("Running launcher for node_info"):  # BeamDagRunner's form
+            node = re.search(r'^  id: "([^"]+)"', message, re.MULTILINE)
+            if node:
+                self._emit_progress(f"running {node.group(1)}")
         elif message.startswith("A cached execution"):
             self._emit_progress("  reused the cached result")
         elif message.startswith("imagepipe epoch"):
             self._emit_progress("  " + message[len("imagepipe "):])
 
 
-def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) -> RunSummary:
-    """Builds the spec's pipeline, runs it with LocalDagRunner, summarises the run."""
-    from absl import logging as absl_logging
+def beam_pipeline_args(loaded: LoadedSpec, runner: str) -> List[str]:
+    """local: each component's Beam job in-process; beam: DirectRunner worker processes, one per core
+    by default. The spec's beam.pipeline_args come last, so they override these."""
+    beam = loaded.spec.beam
+    if runner == "beam":
+        workers = beam.direct_num_workers or os.cpu_count() or 1
+        defaults = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    else:
+        defaults = ["--direct_num_workers=1"]
+    return defaults + list(beam.pipeline_args)
+
+
+def dag_runner(runner: str):
+    if runner == "beam":
+        from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+        return BeamDagRunner()
     from tfx import v1 as tfx
 
+    return tfx.orchestration.LocalDagRunner()
+
+
+def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print, runner: Optional[str] = None) -> RunSummary:
+    """Builds the spec's pipeline, runs it with the spec's (or the given) runner, summarises the run."""
+    from absl import logging as absl_logging
+
     from pipelines.pipeline import create_pipeline
+
+    runner = runner or loaded.spec.runner
 
     paths = Paths.for_spec(loaded)
     paths.output_dir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +258,7 @@ def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) ->
         schema_file=str(schema_file(loaded)),
         serving_base_dir=str(paths.serving_base_dir),
         edge_base_dir=str(paths.edge_base_dir),
+        beam_pipeline_args=beam_pipeline_args(loaded, runner),
     )
     # The full TFX/Beam/TensorFlow log goes to a file; the terminal gets progress.
     log_path = paths.output_dir / "logs" / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"
@@ -243,9 +272,9 @@ def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print) ->
     tf_logger.handlers, tf_logger.propagate = [], True
     absl_logging.set_verbosity(absl_logging.INFO)
     logging.captureWarnings(True)
-    progress(f"log: {log_path}")
+    progress(f"runner: {runner}, log: {log_path}")
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        dag_runner(runner).run(pipeline)
     except Exception as exc:
         raise RunFailed(f"{exc} (full log: {log_path})") from exc
     finally:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPAN_TOKEN = "{SPAN}"
 TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer", "sine")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def module_task(module: str) -> str:
@@ -160,6 +160,15 @@ class PushSpec(_Strict):
     )
 
 
+class BeamSpec(_Strict):
+    direct_num_workers: int = Field(0, ge=0, description="runner beam: DirectRunner worker processes; 0 = one per core.")
+    pipeline_args: List[str] = Field(
+        default_factory=list,
+        description="Passed to every component's Beam job unchanged, after imagepipe's defaults, so they win "
+        "(e.g. --runner=FlinkRunner --flink_master=host:8081, or Dataflow's options).",
+    )
+
+
 class Spec(_Strict):
     pipeline: str = Field(..., description="Pipeline name: lower-case letters, digits, '-' and '_'.")
     description: str = ""
@@ -169,12 +178,16 @@ class Spec(_Strict):
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     push: PushSpec = Field(default_factory=PushSpec)
-    runner: Literal["local"] = Field("local", description="Where the pipeline runs.")
+    runner: Literal["local", "beam"] = Field(
+        "local", description="local: LocalDagRunner; beam: BeamDagRunner, the components' Beam jobs on the "
+        "DirectRunner in multi-processing mode (or wherever beam.pipeline_args point)."
+    )
+    beam: BeamSpec = Field(default_factory=BeamSpec)
 
     @field_validator("pipeline")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
+        if not NAME_PATTERN.match(value):
             raise ValueError(
                 f"{value!r} is not a safe pipeline name; use 1-63 lower-case letters, digits, '-' or '_' "
                 "(it becomes a folder name under the output directory)"

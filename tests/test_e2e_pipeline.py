@@ -83,6 +83,13 @@ def test_first_run_executes_everything_and_pushes_version_1(first_run, project):
     assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
 
 
+def test_first_push_is_stable_and_canary_in_models_config(first_run, project):
+    from components import serving_rollout
+
+    rollout = serving_rollout.read(project[0] / "outputs" / "digits-e2e" / "serving")
+    assert (rollout.name, rollout.stable, rollout.canary) == ("digits-e2e", 1, 1)
+
+
 def test_first_run_pushes_a_verified_edge_bundle_of_the_same_version(first_run, project):
     from components.edge_pusher.verify import verify_bundle
 

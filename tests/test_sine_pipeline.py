@@ -122,3 +122,16 @@ def test_a_model_over_the_ram_budget_is_not_pushed_to_the_edge(sine_run):
     assert summary["edge"]["arena_bytes"] > 100
     assert "Trainer" in summary["cached"]  # only the EdgePusher had to run again
     assert sorted(p.name for p in (root / "outputs" / "sine" / "edge" / "sine").iterdir()) == ["1", "latest"]
+
+
+def test_the_same_spec_runs_on_the_beam_runner(sine_run, tmp_path):
+    """BeamDagRunner, components' Beam jobs on the DirectRunner in multi-processing mode."""
+    spec = dict(sine_run[2], output_dir=str(tmp_path / "outputs"))
+    spec_path = tmp_path / "sine.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    result = imagepipe("run", str(spec_path), "--runner", "beam")
+    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    assert "runner: beam" in result.stderr
+    for node in ("CsvExampleGen", "StatisticsGen", "Trainer", "Evaluator", "Pusher", "EdgePusher"):
+        assert f"running {node}" in result.stderr
+    verify_bundle(tmp_path / "outputs" / "sine" / "edge" / "sine" / "1")

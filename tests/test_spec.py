@@ -114,3 +114,13 @@ def test_relative_paths_resolve_against_the_project(tmp_path):
 def test_the_committed_json_schema_is_current():
     committed = json.loads((REPO / "schemas" / "spec.schema.json").read_text())
     assert committed == json_schema(), "regenerate with: imagepipe schema --out schemas/spec.schema.json"
+
+
+def test_beam_arguments_default_to_multi_processing_and_the_spec_wins(tmp_path):
+    from pipelines.run import beam_pipeline_args
+
+    loaded = load_spec(write_spec(tmp_path, beam={"pipeline_args": ["--direct_num_workers=3"]}))
+    args = beam_pipeline_args(loaded, "beam")
+    assert args[0] == "--direct_running_mode=multi_processing"
+    assert args[-1] == "--direct_num_workers=3"  # Beam takes the last value of a repeated flag
+    assert beam_pipeline_args(loaded, "local")[0] == "--direct_num_workers=1"
