@@ -50,6 +50,41 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
     sys.exit(summary.exit_code)
 
 
+@main.command("runs")
+@click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per run.")
+def runs_command(spec_path: Path, as_json: bool) -> None:
+    """Past runs of SPEC_PATH's pipeline, from ML Metadata: when, span, metric, blessed, pushed version."""
+    from rich.table import Table
+
+    try:
+        loaded = load_spec(spec_path, check_paths=False)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    metadata_path = runs.Paths.for_spec(loaded).metadata_path
+    if not metadata_path.is_file():
+        click.echo(f"{loaded.name}: no runs yet ({metadata_path} does not exist)")
+        return
+    history = runs.summarize_all_runs(loaded.name, metadata_path)
+    if as_json:
+        for summary in history:
+            click.echo(json.dumps({**summary.to_dict(), "status": summary.status}))
+        return
+    metric = "accuracy" if loaded.spec.task == "classification" else "mean_absolute_error"
+    table = Table("started (UTC)", "span", "accuracy" if metric == "accuracy" else "MAE", "blessed", "status",
+                  "serving", "edge", "ran", "cached", title=f"runs of {loaded.name}")
+    for summary in history:
+        value = getattr(summary, metric)
+        edge = summary.edge or {}
+        table.add_row((summary.started_at or "-").replace("T", " ")[:16], str(summary.span if summary.span is not None else "-"),
+                      f"{value:.4f}" if value is not None else "-",
+                      {True: "yes", False: "no", None: "-"}[summary.blessed], summary.status,
+                      str(summary.pushed_version or "-"), str(edge.get("version") or "-"),
+                      str(len(summary.executed)), str(len(summary.cached)))
+    Console(width=max(100, Console().width)).print(table)
+
+
 @main.group("data")
 def data_group() -> None:
     """Write the data sets that ship inside installed packages."""

@@ -61,6 +61,9 @@ class RunSummary:
     run_id: str
     executed: List[str]
     cached: List[str]
+    failed: List[str] = dataclasses.field(default_factory=list)
+    started_at: Optional[str] = None
+    span: Optional[int] = None
     blessed: Optional[bool] = None
     accuracy: Optional[float] = None
     baseline_accuracy: Optional[float] = None
@@ -78,7 +81,10 @@ class RunSummary:
     @property
     def status(self) -> str:
         """pushed: every push target the spec names holds the model; not_blessed: none
-        does; edge_not_pushed: blessed, but the int8 model missed its accuracy or device budget."""
+        does; edge_not_pushed: blessed, but the int8 model missed its accuracy or device budget;
+        failed: a component failed (only in `imagepipe runs`: `run` reports failures itself)."""
+        if self.failed:
+            return "failed"
         if self.edge is not None and self.blessed and not self.edge.get("pushed"):
             return "edge_not_pushed"
         if self.pushed or (self.edge is not None and self.edge.get("pushed")):
@@ -123,15 +129,29 @@ def _validation_failures(evaluation_uri: str) -> List[str]:
     return failures
 
 
-def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
+def _runs(pipeline_name: str, metadata_path: Path):
     from ml_metadata.metadata_store import metadata_store
     from tfx.orchestration import metadata
 
     store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(str(metadata_path)))
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    runs = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
     if not runs:
         raise RuntimeError(f"no run of pipeline {pipeline_name} is recorded in {metadata_path}")
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return runs, store
+
+
+def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
+    runs, store = _runs(pipeline_name, metadata_path)
+    return summarize_run(store, runs[-1], pipeline_name)
+
+
+def summarize_all_runs(pipeline_name: str, metadata_path: Path) -> List[RunSummary]:
+    """Every recorded run, oldest first (`imagepipe runs`)."""
+    runs, store = _runs(pipeline_name, metadata_path)
+    return [summarize_run(store, run, pipeline_name) for run in runs]
+
+
+def summarize_run(store, run, pipeline_name: str) -> RunSummary:
     executions = store.get_executions_by_context(run.id)
     node_of = {}
     for execution in executions:
@@ -143,6 +163,8 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
         run_id=run.name,
         executed=sorted(node_of[e.id] for e in executions if e.last_known_state == e.COMPLETE),
         cached=sorted(node_of[e.id] for e in executions if e.last_known_state == e.CACHED),
+        failed=sorted(node_of[e.id] for e in executions if e.last_known_state == e.FAILED),
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.create_time_since_epoch / 1000)),
     )
     # A cached Pusher means this exact model was pushed by an earlier run.
     summary.already_pushed = "Pusher" in summary.cached
@@ -171,9 +193,13 @@ def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
             if "pushed_version" in props:
                 summary.pushed_version = int(props["pushed_version"].string_value)
                 summary.pushed_destination = props["pushed_destination"].string_value
-        elif kind == "Examples" and "files_ingested" in props:
-            summary.files_ingested = props["files_ingested"].int_value
-            summary.files_skipped = props["files_skipped"].int_value
+        elif kind == "Examples":
+            span = artifact.properties.get("span") or props.get("span")
+            if span is not None:
+                summary.span = span.int_value
+            if "files_ingested" in props:
+                summary.files_ingested = props["files_ingested"].int_value
+                summary.files_skipped = props["files_skipped"].int_value
     return summary
 
 

@@ -123,6 +123,15 @@ def test_a_model_over_the_ram_budget_is_not_pushed_to_the_edge(sine_run):
     assert "Trainer" in summary["cached"]  # only the EdgePusher had to run again
     assert sorted(p.name for p in (root / "outputs" / "sine" / "edge" / "sine").iterdir()) == ["1", "latest"]
 
+    history = imagepipe("runs", str(tight_path), "--json")
+    assert history.returncode == 0, history.stderr[-2000:]
+    rows = [json.loads(line) for line in history.stdout.strip().splitlines()]
+    assert [row["status"] for row in rows] == ["pushed", "edge_not_pushed"]
+    assert rows[0]["pushed_version"] == 1 and rows[0]["span"] == 0
+    assert rows[0]["mean_absolute_error"] == pytest.approx(rows[1]["mean_absolute_error"])  # the same cached model
+    table = imagepipe("runs", str(tight_path))
+    assert "runs of sine" in table.stdout and "edge_not_pushed" in table.stdout
+
 
 def test_the_same_spec_runs_on_the_beam_runner(sine_run, tmp_path):
     """BeamDagRunner, components' Beam jobs on the DirectRunner in multi-processing mode."""
