@@ -25,9 +25,8 @@ class NotMicroReady(ValueError):
 
 
 @contextlib.contextmanager
-def _stderr_to_log():
-    """The converter's C++ code writes its warnings straight to file descriptor 2,
-    over the CLI's progress lines; send them to the run's log instead."""
+def _captured_stderr(into: list):
+    """What C/C++ code writes to file descriptor 2 inside the block, appended to `into`."""
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
@@ -37,9 +36,20 @@ def _stderr_to_log():
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            text = captured.read().decode(errors="replace").strip()
-            if text:
-                logging.info("TFLite converter: %s", text)
+            into.append(captured.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _stderr_to_log():
+    """The converter's C++ code writes its warnings straight to file descriptor 2,
+    over the CLI's progress lines; send them to the run's log instead."""
+    captured: list = []
+    try:
+        with _captured_stderr(captured):
+            yield
+    finally:
+        if captured and captured[0].strip():
+            logging.info("TFLite converter: %s", captured[0].strip())
 
 
 def convert_float(saved_model_dir: str) -> bytes:
@@ -135,21 +145,6 @@ def run_micro(model: bytes, inputs: Iterable[np.ndarray], arena_bytes: int | Non
         interpreter.invoke()
         outputs.append(np.array(interpreter.get_output(0))[0].copy())
     return np.stack(outputs)
-
-
-@contextlib.contextmanager
-def _captured_stderr(into: list):
-    """TFLite Micro's allocation report goes to the C stderr."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            into.append(captured.read().decode(errors="replace"))
 
 
 # Run in a child process: with some too-small arenas the TFLite Micro Python
