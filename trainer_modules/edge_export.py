@@ -32,7 +32,15 @@ def export_edge_model(model: keras.Model, input_shape: Sequence[int], inputs_mod
         "serve", lambda inputs: model(inputs, training=False),
         input_signature=[tf.TensorSpec([1, *input_shape], tf.float32, name="inputs")],
     )
-    archive.write_out(os.path.join(export_dir, "model"), verbose=False)
+    # write_out prints its endpoints to stdout, over the CLI's progress lines;
+    # without interactive logging Keras sends them to the log instead.
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        archive.write_out(os.path.join(export_dir, "model"), verbose=False)
+    finally:
+        if interactive:
+            keras.config.enable_interactive_logging()
     tf.saved_model.save(inputs_module, os.path.join(export_dir, "inputs"),
                         signatures={"serving_default": inputs_module.__call__})
     with open(os.path.join(export_dir, "edge.json"), "w") as f:
