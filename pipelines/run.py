@@ -338,6 +338,8 @@ def describe(summary: RunSummary) -> str:
 
 
 def describe_edge(edge: Dict) -> str:
+    if "error" in edge:
+        return f"edge: not pushed: {edge['error']}"
     metric = edge["metric"]
     numbers = (f"int8 {edge['int8_model_bytes']} bytes (float {edge['float_model_bytes']}), "
                f"arena {edge['arena_bytes']} bytes, {metric.replace('_', ' ')} int8 {edge[f'int8_{metric}']:.4f} "

@@ -97,3 +97,27 @@ def test_bundle_is_written_whole_and_never_overwritten(tmp_path):
     bundle.write_bundle(base, 2, {"model_int8.tflite": b"\x03"}, {"version": 2})
     assert (base / "latest").read_text() == "2\n"
     assert sorted(p.name for p in base.iterdir()) == ["1", "2", "latest"]  # no staging folder left behind
+
+
+def test_a_converter_failure_becomes_a_refusal_with_the_reason(small_model_dir, monkeypatch):
+    from tensorflow.lite.python.convert import ConverterError
+
+    def fail(*args):
+        raise ConverterError("'tfl.sin' op is not supported in int8")
+
+    monkeypatch.setattr(tflite_tools, "convert_int8", fail)
+    with pytest.raises(tflite_tools.NotMicroReady, match="tfl.sin"):
+        tflite_tools.convert_for_micro(small_model_dir[0], calibration())
+
+
+def test_convert_for_micro_gives_float_and_full_integer_models(small_model_dir):
+    model_float, model_int8 = tflite_tools.convert_for_micro(small_model_dir[0], calibration())
+    tflite_tools.check_full_integer(model_int8)
+    assert len(model_int8) < len(model_float)
+
+
+def test_a_refusal_without_numbers_is_described():
+    from pipelines.run import describe_edge
+
+    text = describe_edge({"metric": "accuracy", "error": "no full-integer model: x", "checks": {}, "pushed": False})
+    assert text == "edge: not pushed: no full-integer model: x"

@@ -89,9 +89,14 @@ class Executor(base_executor.BaseExecutor):
             to_inputs, read_split(examples, "train").shuffle(10000, seed=0).take(exec_properties["representative_samples"]))
         eval_inputs, eval_labels = model_inputs(to_inputs, read_split(examples, "eval"))
         logging.info("EdgePusher: converting (%d calibration samples, %d eval samples)", len(calibration), len(eval_inputs))
-        model_float = tflite_tools.convert_float(saved_model_dir)
-        model_int8 = tflite_tools.convert_int8(saved_model_dir, calibration)
-        tflite_tools.check_full_integer(model_int8)
+        metric = "accuracy" if task == "classification" else "mean_absolute_error"
+        try:
+            model_float, model_int8 = tflite_tools.convert_for_micro(saved_model_dir, calibration)
+        except tflite_tools.NotMicroReady as exc:
+            # The serving push stands; the edge push is refused with the reason.
+            self._refuse(pushed, {"metric": metric, "error": str(exc), "checks": {"converts_to_full_integer": False},
+                                  "passed": False})
+            return
 
         input_detail, output_detail = tflite_tools.io_details(model_int8)
         in_scale, in_zero = input_detail["quantization"]
@@ -102,7 +107,6 @@ class Executor(base_executor.BaseExecutor):
         micro_outputs = tflite_tools.run_micro(model_int8, quantized_eval, arena_bytes)
         int8_score = score(task, tflite_tools.dequantize(micro_outputs, out_scale, out_zero), eval_labels)
 
-        metric = "accuracy" if task == "classification" else "mean_absolute_error"
         checks = {
             "int8_within_tolerance": degradation(task, float_score, int8_score) <= exec_properties["max_int8_degradation"],
             "fits_flash": len(model_int8) <= exec_properties["flash_budget_bytes"],
@@ -116,18 +120,14 @@ class Executor(base_executor.BaseExecutor):
             "arena_bytes": arena_bytes, "ram_budget_bytes": exec_properties["ram_budget_bytes"],
             "eval_samples": int(len(eval_inputs)), "checks": checks, "passed": all(checks.values()),
         }
-        with open(os.path.join(pushed.uri, REPORT_FILE), "w") as f:
-            json.dump(report, f, indent=2)
         for key in ("float_model_bytes", "int8_model_bytes", "arena_bytes"):
             pushed.set_int_custom_property(key, report[key])
         pushed.set_float_custom_property(f"float_{metric}", float_score)
         pushed.set_float_custom_property(f"int8_{metric}", int8_score)
-        logging.info("EdgePusher: %s", json.dumps(report))
         if not report["passed"]:
-            failed = ", ".join(name for name, ok in checks.items() if not ok)
-            logging.warning("EdgePusher: not pushed (%s); see %s", failed, os.path.join(pushed.uri, REPORT_FILE))
-            pushed.set_int_custom_property("pushed", 0)
+            self._refuse(pushed, report)
             return
+        self._write_report(pushed, report)
 
         base = Path(exec_properties["base_directory"])
         version = bundle.find_version_of(base, model.id)
@@ -160,6 +160,18 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_int_custom_property("pushed", 1)
         pushed.set_int_custom_property("pushed_version", version)
         pushed.set_string_custom_property("pushed_destination", str(base / str(version)))
+
+    @staticmethod
+    def _write_report(pushed, report: dict) -> None:
+        with open(os.path.join(pushed.uri, REPORT_FILE), "w") as f:
+            json.dump(report, f, indent=2)
+        logging.info("EdgePusher: %s", json.dumps(report))
+
+    def _refuse(self, pushed, report: dict) -> None:
+        self._write_report(pushed, report)
+        failed = ", ".join(name for name, ok in report["checks"].items() if not ok)
+        logging.warning("EdgePusher: not pushed (%s); see %s", failed, os.path.join(pushed.uri, REPORT_FILE))
+        pushed.set_int_custom_property("pushed", 0)
 
     @staticmethod
     def _version(input_dict, base: Path) -> int:

@@ -75,6 +75,19 @@ def convert_int8(saved_model_dir: str, representative_inputs: np.ndarray) -> byt
         return converter.convert()
 
 
+def convert_for_micro(saved_model_dir: str, representative_inputs: np.ndarray) -> Tuple[bytes, bytes]:
+    """(float model, full-integer int8 model); NotMicroReady, with the converter's reason, if int8 is impossible."""
+    from tensorflow.lite.python.convert import ConverterError
+
+    try:
+        model_float = convert_float(saved_model_dir)
+        model_int8 = convert_int8(saved_model_dir, representative_inputs)
+    except ConverterError as exc:
+        raise NotMicroReady(f"the TFLite converter cannot make a full-integer model: {exc}") from exc
+    check_full_integer(model_int8)
+    return model_float, model_int8
+
+
 def _interpreter(model: bytes) -> tf.lite.Interpreter:
     # Reference kernels, as on a microcontroller; the default XNNPACK kernels
     # may round differently.
