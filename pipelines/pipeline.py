@@ -19,7 +19,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.baseline_resolver import LatestBlessedOtherModelStrategy
+from components.baseline_resolver import LatestBlessedModelFromOtherDataStrategy, LatestBlessedOtherModelStrategy
 from components.edge_pusher import EdgePusher
 from components.example_validator import StrictExampleValidator
 from components.image_example_gen import ImageExampleGen
@@ -181,19 +181,29 @@ def create_pipeline(
     ingest = generated_ingest if spec.data.generate else image_ingest
     data = ingest(spec, data_root, schema_file)
 
+    warm_start_resolver = None
+    if spec.trainer.warm_start:
+        warm_start_resolver = tfx.dsl.Resolver(
+            strategy_class=LatestBlessedModelFromOtherDataStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            examples=data.examples,
+        ).with_id("warm_start_model_resolver")
+
     trainer_module = f"trainer_modules.{spec.trainer.module}"
     trainer = tfx.components.Trainer(
         run_fn=f"{trainer_module}.run_fn",
         examples=data.examples,
         transform_graph=data.transform_graph,
         schema=data.schema,
+        base_model=warm_start_resolver.outputs["model"] if warm_start_resolver else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={
             "image": spec.image.model_dump() if spec.image else None,
             "trainer": spec.trainer.model_dump(),
             "code": source_fingerprint(trainer_module, "trainer_modules.base", "trainer_modules.distribution",
-                                       "trainer_modules.edge_export"),
+                                       "trainer_modules.edge_export", "trainer_modules.warm_start"),
         },
     )
     trainer.add_upstream_node(data.validated)  # train only on validated data
@@ -214,7 +224,8 @@ def create_pipeline(
         example_splits=["eval"],
     )
 
-    components = data.components + [trainer, baseline_resolver, evaluator]
+    components = data.components + ([warm_start_resolver] if warm_start_resolver else []) + [
+        trainer, baseline_resolver, evaluator]
     serving_push = None
     if spec.push.serving:
         serving_pusher = ServingPusher(

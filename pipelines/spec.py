@@ -106,6 +106,10 @@ class TrainerSpec(_Strict):
         default_factory=dict, description="Family-specific hyperparameters (see the README per family)."
     )
     seed: int = Field(42)
+    warm_start: bool = Field(
+        False, description="Start from the weights of the latest blessed model trained on other data (a new span): "
+        "retraining costs a fraction of a first training. Same family and hyperparameters, or it starts from scratch.",
+    )
 
     @field_validator("module")
     @classmethod

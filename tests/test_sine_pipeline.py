@@ -144,3 +144,37 @@ def test_the_same_spec_runs_on_the_beam_runner(sine_run, tmp_path):
     for node in ("CsvExampleGen", "StatisticsGen", "Trainer", "Evaluator", "Pusher", "EdgePusher"):
         assert f"running {node}" in result.stderr
     verify_bundle(tmp_path / "outputs" / "sine" / "edge" / "sine" / "1")
+
+
+def first_epoch_loss(stderr: str) -> float:
+    line = next(line for line in stderr.splitlines() if "epoch 1/" in line)
+    return float(line.split("loss=")[1].split()[0])
+
+
+def test_a_new_data_drop_warm_starts_from_the_blessed_model_and_becomes_canary(tmp_path):
+    from components import serving_rollout
+
+    spec = yaml.safe_load((REPO / "pipelines" / "sine.yaml").read_text())
+    spec["trainer"]["warm_start"] = True
+    spec["output_dir"] = str(tmp_path / "outputs")
+    spec["data"]["root"] = str(tmp_path / "week1")
+    week1 = tmp_path / "week1.yaml"
+    week1.write_text(yaml.safe_dump(spec))
+    first = imagepipe("run", str(week1))
+    assert first.returncode == runs.EXIT_PUSHED, first.stderr[-4000:]
+    assert first_epoch_loss(first.stderr) > 0.1  # from scratch
+
+    again = imagepipe("run", str(week1), "--json")
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert "Trainer" in summary["cached"]  # its own model is no starting point: the re-run stays cached
+
+    spec["data"]["root"] = str(tmp_path / "week2")
+    spec["data"]["generate"]["seed"] = 2  # new samples: a new data drop
+    week2 = tmp_path / "week2.yaml"
+    week2.write_text(yaml.safe_dump(spec))
+    second = imagepipe("run", str(week2))
+    assert second.returncode == runs.EXIT_PUSHED, second.stderr[-4000:]
+    assert first_epoch_loss(second.stderr) < 0.05  # starts where week 1 ended
+    assert "pushed version 2 to" in second.stdout
+    rollout = serving_rollout.read(tmp_path / "outputs" / "sine" / "serving")
+    assert (rollout.stable, rollout.canary) == (1, 2)

@@ -31,6 +31,7 @@ from components.image_example_gen.executor import read_label_names
 from components.image_transform import IMAGE_KEY, LABEL_KEY, describe_preprocessing
 from trainer_modules.distribution import choose_strategy
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
+from trainer_modules.warm_start import save_weights, warm_start
 
 _PARSE_BATCH = 256
 _RAW_FEATURES = {
@@ -206,7 +207,7 @@ class EpochLogger(keras.callbacks.Callback):
         self._every = every
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self._every and epoch + 1 != self._epochs:
+        if (epoch + 1) % self._every and epoch not in (0, self._epochs - 1):
             return
         logs = logs or {}
         metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if isinstance(v, (int, float)))
@@ -282,6 +283,8 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     input_shape = (image["height"], image["width"], image["channels"])
     with strategy.scope():
         model = build_model(input_shape, len(label_names), hparams)
+        if trainer.get("warm_start"):
+            warm_start(model, fn_args.base_model)
         compile_model(model, trainer["learning_rate"], trainer["steps_per_execution"])
     model.summary(print_fn=logging.info)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
@@ -312,6 +315,7 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     with open(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(curves, f, indent=2)
     export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
+    save_weights(model, fn_args.serving_model_dir)  # a later run may warm-start from them
     export_edge_model(
         model, input_shape, ImageEdgeInputs(tft_output),
         {"task": "classification", "labels": label_names, "input_preprocessing": describe_preprocessing(image),

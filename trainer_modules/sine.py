@@ -10,7 +10,7 @@ while the eval MSE stays above `stuck_mse`, up to `restarts` times, and the
 best attempt is kept: a run does not depend on a lucky seed.
 """
 import os
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -21,6 +21,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from trainer_modules.base import EpochLogger, check_trained
 from trainer_modules.distribution import choose_strategy
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
+from trainer_modules.warm_start import save_weights, warm_start
 
 TASK = "regression"
 X_KEY, Y_KEY = "x", "y"
@@ -83,10 +84,13 @@ class SineEdgeInputs(tf.Module):
         return {"inputs": x, "label": y[:, 0]}
 
 
-def fit_once(trainer: dict, hp: Hyperparameters, strategy, train_ds, eval_ds, attempt: int, log_dir: str):
+def fit_once(trainer: dict, hp: Hyperparameters, strategy, train_ds, eval_ds, attempt: int, log_dir: str,
+             base_model: Optional[str] = None):
     keras.utils.set_random_seed(trainer["seed"] + attempt)
     with strategy.scope():
         model = build_model(hp)
+        if trainer.get("warm_start") and attempt == 0:  # a restart means the start was stuck: begin afresh
+            warm_start(model, base_model)
         model.compile(keras.optimizers.Adam(trainer["learning_rate"]), loss="mse",
                       metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
                       steps_per_execution=trainer["steps_per_execution"])
@@ -124,7 +128,9 @@ def run_fn(fn_args: FnArgs) -> None:
     eval_ds = make_dataset(fn_args.eval_files, global_batch, training=False, seed=trainer["seed"])
 
     best_model, best_mse = train_with_restarts(
-        lambda attempt: fit_once(trainer, hp, strategy, train_ds, eval_ds, attempt, fn_args.model_run_dir), hp)
+        lambda attempt: fit_once(trainer, hp, strategy, train_ds, eval_ds, attempt, fn_args.model_run_dir,
+                                 fn_args.base_model), hp)
+    save_weights(best_model, fn_args.serving_model_dir)  # a later run may warm-start from them
     serving = SineServing(best_model)
     tf.saved_model.save(serving, fn_args.serving_model_dir,
                         signatures={"serving_default": serving.serve_x, "serving_examples": serving.serve_examples})
