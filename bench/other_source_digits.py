@@ -22,7 +22,7 @@ import tensorflow as tf
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from components.serving_pusher import existing_versions
+from components.versions import existing_versions
 from pipelines.run import Paths
 from pipelines.spec import load_spec
 

@@ -23,15 +23,9 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import serving_rollout
+from components.versions import existing_versions
 
 PUSH_INFO = os.path.join("assets.extra", "imagepipe_push.json")
-
-
-def existing_versions(base_directory: str) -> list[int]:
-    if not fileio.isdir(base_directory):
-        return []
-    names = (name.rstrip("/") for name in fileio.listdir(base_directory))
-    return sorted(int(name) for name in names if name.isdigit())
 
 
 def find_pushed_version(base_directory: str, model_uri: str) -> Optional[int]:

@@ -23,6 +23,8 @@ from typing import List, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components.versions import existing_versions
+
 CONFIG_NAME = "models.config"
 
 
@@ -48,9 +50,7 @@ def config_path(serving_dir: Path) -> Path:
 
 def pushed_versions(base_path: Path) -> List[int]:
     """Whole versions only: a version directory counts once its saved_model.pb is there."""
-    if not base_path.is_dir():
-        return []
-    return sorted(int(p.name) for p in base_path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+    return [v for v in existing_versions(str(base_path)) if (base_path / str(v) / "saved_model.pb").is_file()]
 
 
 def to_proto(rollout: Rollout) -> model_server_config_pb2.ModelServerConfig:

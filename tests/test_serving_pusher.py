@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from components import serving_pusher
+from components.versions import existing_versions
 
 
 @pytest.fixture
@@ -22,9 +23,9 @@ def test_versions_grow_and_each_copy_is_complete(saved_model, tmp_path):
     base.mkdir(parents=True)
     (base / "7").mkdir()  # an older version left by someone else
     (base / "notes").mkdir()  # not a version
-    assert serving_pusher.existing_versions(str(base)) == [7]
+    assert existing_versions(str(base)) == [7]
     serving_pusher.copy_saved_model_atomically(str(saved_model), str(base / "8"), {"model_uri": "a"})
-    assert serving_pusher.existing_versions(str(base)) == [7, 8]
+    assert existing_versions(str(base)) == [7, 8]
     assert sorted(p.name for p in base.iterdir()) == ["7", "8", "notes"]  # no staging folder left
     loaded = tf.saved_model.load(str(base / "8"))
     assert float(loaded.signatures["serving_default"](tf.constant([2.0]))["output_0"][0]) == 2.0

@@ -108,6 +108,12 @@ def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | No
     return apply
 
 
+def parse_and_transform(serialized: tf.Tensor, transform: Callable) -> tuple[tf.Tensor, tf.Tensor]:
+    """Serialized tf.Examples -> (images as the model sees them, labels)."""
+    raw = tf.io.parse_example(serialized, _RAW_FEATURES)
+    return transform({IMAGE_KEY: raw[IMAGE_KEY]})[IMAGE_KEY], raw[LABEL_KEY]
+
+
 def make_dataset(
     file_patterns: List[str],
     transform: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
@@ -127,13 +133,9 @@ def make_dataset(
         deterministic=not training,
     )
 
-    def parse_and_transform(serialized):
-        raw = tf.io.parse_example(serialized, _RAW_FEATURES)
-        return transform({IMAGE_KEY: raw[IMAGE_KEY]})[IMAGE_KEY], raw[LABEL_KEY]
-
     dataset = (
         records.batch(_PARSE_BATCH)
-        .map(parse_and_transform, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda serialized: parse_and_transform(serialized, transform), num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
         # label -1 marks unlabelled images, which only semi-supervised trainers use.
         .filter(lambda image, label: label >= 0)
@@ -182,8 +184,8 @@ class ImageEdgeInputs(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def __call__(self, examples):
-        raw = tf.io.parse_example(examples, _RAW_FEATURES)
-        return {"inputs": self.tft_layer({IMAGE_KEY: raw[IMAGE_KEY]})[IMAGE_KEY], "label": raw[LABEL_KEY]}
+        images, labels = parse_and_transform(examples, self.tft_layer)
+        return {"inputs": images, "label": labels}
 
 
 def export_serving_model(model, tft_output, label_names: List[str], export_dir: str) -> None:

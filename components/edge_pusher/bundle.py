@@ -16,6 +16,8 @@ from typing import Dict, List
 
 import jinja2
 
+from components.versions import existing_versions
+
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     undefined=jinja2.StrictUndefined,
@@ -62,12 +64,8 @@ def render_sources(pipeline: str, version: int, model_int8: bytes, op_names: Lis
     }
 
 
-def existing_versions(base: Path) -> List[int]:
-    return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.is_dir() else []
-
-
 def find_version_of(base: Path, model_artifact_id: int) -> int | None:
-    for version in existing_versions(base):
+    for version in existing_versions(str(base)):
         manifest = base / str(version) / MANIFEST
         if manifest.is_file() and json.loads(manifest.read_text())["source_model_artifact_id"] == model_artifact_id:
             return version
@@ -90,7 +88,7 @@ def write_bundle(base: Path, version: int, files: Dict[str, bytes | str], manife
         manifest["files"][name] = {"bytes": len(data), "sha256": sha256(data)}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     os.rename(staging, destination)
-    point_latest_at(base, existing_versions(base)[-1])
+    point_latest_at(base, existing_versions(str(base))[-1])
     return destination
 
 

@@ -27,6 +27,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.edge_pusher import bundle, tflite_tools
+from components.versions import existing_versions
 
 from trainer_modules.edge_export import EDGE_EXPORT_DIR
 REPORT_FILE = "edge_report.json"
@@ -181,5 +182,5 @@ class Executor(base_executor.BaseExecutor):
             serving_version = serving_pushes[0].get_string_custom_property("pushed_version")
             if serving_version:
                 return int(serving_version)
-        versions = bundle.existing_versions(base)
+        versions = existing_versions(str(base))
         return versions[-1] + 1 if versions else 1
