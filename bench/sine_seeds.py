@@ -24,10 +24,9 @@ sys.path.insert(0, str(REPO))
 from pipelines.datasets import write_sine  # noqa: E402
 from trainer_modules import sine  # noqa: E402
 
-SEEDS = int(sys.argv[1]) if len(sys.argv) > 1 and __name__ == "__main__" else 10
 
 
-def main() -> None:
+def main(seeds: int = 10) -> None:
     spec = yaml.safe_load((REPO / "pipelines" / "sine.yaml").read_text())
     trainer, generate = spec["trainer"], spec["data"]["generate"]
     hp = sine.Hyperparameters(**trainer["hyperparameters"])
@@ -40,7 +39,7 @@ def main() -> None:
     eval_ds = tf.data.Dataset.from_tensor_slices((evaluation[:, :1], evaluation[:, 1:])).batch(trainer["batch_size"])
 
     rows = []
-    for seed in range(SEEDS):
+    for seed in range(seeds):
         attempts = []
 
         def fit(attempt):
@@ -57,7 +56,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     first = [r["attempt_eval_mse"][0] for r in rows]
     results = {
-        "seeds": SEEDS, "epochs": trainer["epochs"], "stuck_mse": hp.stuck_mse, "restarts": hp.restarts,
+        "seeds": seeds, "epochs": trainer["epochs"], "stuck_mse": hp.stuck_mse, "restarts": hp.restarts,
         "first_attempts_stuck": sum(m > hp.stuck_mse for m in first),
         "runs_stuck_after_restarts": sum(r["final_eval_mse"] > hp.stuck_mse for r in rows),
         "worst_final_eval_mse": max(r["final_eval_mse"] for r in rows),
@@ -68,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*(int(arg) for arg in sys.argv[1:2]))
