@@ -28,8 +28,8 @@ from tfx.types import artifact_utils
 
 from components.edge_pusher import bundle, tflite_tools
 from components.versions import existing_versions
-
 from trainer_modules.edge_export import EDGE_EXPORT_DIR
+
 REPORT_FILE = "edge_report.json"
 GOLDEN_SAMPLES = 5
 
