@@ -194,6 +194,80 @@ def edge_verify(bundle_dir: Path) -> None:
                f"arena {manifest['arena_bytes']} bytes, {len(manifest['ops'])} op(s), golden outputs bit-exact)")
 
 
+@main.command("compile")
+@click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", type=click.Choice(["kubeflow"]), required=True)
+@click.option("--output", "output_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The PipelineJob JSON to write, e.g. pipeline.json.")
+def compile_command(spec_path: Path, target: str, output_file: Path) -> None:
+    """Compile SPEC_PATH for Kubeflow Pipelines v2 (image and paths from the spec's `kubeflow` section)."""
+    from pipelines.kubeflow import compile_kubeflow
+
+    try:
+        # The data lives where the cluster sees it; it need not exist here.
+        loaded = load_spec(spec_path, check_paths=False)
+        job = compile_kubeflow(loaded, output_file)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    click.echo(f"{output_file}: Kubeflow Pipelines v2 job {loaded.name}, {len(tasks)} tasks, "
+               f"image {loaded.spec.kubeflow.image}, pipeline root {job['runtimeConfig']['gcsOutputDirectory']}")
+
+
+@main.command("run-compiled")
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              help="This checkout: stands in for the image's project folder.")
+def run_compiled_command(job_file: Path, project_dir: Path) -> None:
+    """Run a compiled Kubeflow job's tasks on this machine, in order, as the KFP backend would."""
+    from pipelines.kubeflow_local import TaskFailed, run_compiled
+
+    try:
+        run_compiled(job_file, project_dir.resolve(), progress=lambda message: click.echo(message, err=True))
+    except TaskFailed as exc:
+        console.print(f"[red]task failed:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_FAILED)
+    click.echo(f"{job_file}: every task ran")
+
+
+@main.command("schedule")
+@click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cron", required=True, help='Five-field cron expression, e.g. "0 3 * * 1" (Mondays 03:00).')
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write <pipeline>.crontab (and the Kubeflow files) here instead of printing.")
+def schedule_command(spec_path: Path, cron: str, out_dir: Path | None) -> None:
+    """A crontab line for local runs of SPEC_PATH and, with a `kubeflow` section, a KFP recurring run."""
+    from pipelines import schedule
+
+    try:
+        loaded = load_spec(spec_path, check_paths=False)
+        line = schedule.crontab_line(loaded, cron)
+    except (SpecError, schedule.CronError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    recurring = None
+    if loaded.spec.kubeflow:
+        from pipelines.kubeflow import compile_kubeflow
+
+        job_file = (out_dir or Path(loaded.output_dir)) / f"{loaded.name}.pipeline.json"
+        recurring = schedule.recurring_run(loaded, cron, compile_kubeflow(loaded, job_file))
+    if out_dir is None:
+        click.echo(f"# crontab -e, then add:\n{line}")
+        if recurring:
+            click.echo("# Kubeflow recurring run: POST /apis/v2beta1/recurringruns with this body "
+                       f"(compiled pipeline also in {job_file}):")
+            click.echo(json.dumps(recurring, indent=2))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{loaded.name}.crontab").write_text(line + "\n")
+    written = [out_dir / f"{loaded.name}.crontab"]
+    if recurring:
+        (out_dir / f"{loaded.name}.recurring-run.json").write_text(json.dumps(recurring, indent=2) + "\n")
+        written += [job_file, out_dir / f"{loaded.name}.recurring-run.json"]
+    click.echo("wrote " + ", ".join(str(path) for path in written))
+
+
 @main.command("schema")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the spec's JSON Schema here instead of printing it.")

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import importlib
 import inspect
-from pathlib import Path
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
@@ -25,7 +24,7 @@ from components.example_validator import StrictExampleValidator
 from components.image_example_gen import ImageExampleGen
 from components.image_transform import LABEL_KEY
 from components.serving_pusher import ServingPusher
-from pipelines.spec import SPAN_TOKEN, Spec
+from pipelines.spec import SPAN_TOKEN, Spec, span_count
 
 PREPROCESSING_FN = "components.image_transform.preprocessing_fn"
 
@@ -40,13 +39,15 @@ def source_fingerprint(*module_names: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def split_input_pattern(data_root: Path) -> tuple[str, str]:
-    """data/digits -> ('data/digits', '*/*'); data/d/span-{SPAN} -> ('data/d', 'span-{SPAN}/*/*')."""
-    parts = data_root.parts
+def split_input_pattern(data_root: str) -> tuple[str, str]:
+    """data/digits -> ('data/digits', '*/*'); gs://b/d/span-{SPAN} -> ('gs://b/d', 'span-{SPAN}/*/*').
+
+    Strings, not Paths: a cloud URI must keep its '//'."""
+    parts = data_root.rstrip("/").split("/")
     for index, part in enumerate(parts):
         if SPAN_TOKEN in part:
-            return str(Path(*parts[:index])), "/".join(parts[index:] + ("*", "*"))
-    return str(data_root), "*/*"
+            return "/".join(parts[:index]), "/".join(parts[index:] + ["*", "*"])
+    return data_root.rstrip("/"), "*/*"
 
 
 def eval_config(spec: Spec) -> tfma.EvalConfig:
@@ -117,7 +118,7 @@ class Ingest:
     components: list
 
 
-def image_ingest(spec: Spec, data_root: Path, schema_file: str) -> Ingest:
+def image_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
     """Image folders -> examples, validated, and the Transform graph that decodes them."""
     input_base, input_pattern = split_input_pattern(data_root)
     example_gen = ImageExampleGen(
@@ -126,6 +127,7 @@ def image_ingest(spec: Spec, data_root: Path, schema_file: str) -> Ingest:
         train_buckets=spec.data.train_buckets,
         eval_buckets=spec.data.eval_buckets,
         unlabeled_dir=spec.data.unlabeled_dir,
+        span_count=span_count(spec.data.spans),
     )
     statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
     transform = tfx.components.Transform(
@@ -145,11 +147,11 @@ def image_ingest(spec: Spec, data_root: Path, schema_file: str) -> Ingest:
                   [example_gen, statistics_gen, schema_gen, example_validator, transform])
 
 
-def generated_ingest(spec: Spec, data_root: Path, schema_file: str) -> Ingest:
+def generated_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
     """The generated CSV -> examples, validated; split train/eval/test by hash."""
     splits = [("train", spec.data.train_buckets), ("eval", spec.data.eval_buckets), ("test", spec.data.test_buckets)]
     example_gen = tfx.components.CsvExampleGen(
-        input_base=str(data_root),
+        input_base=data_root,
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in splits if buckets
         ])),
@@ -172,22 +174,30 @@ def create_pipeline(
     spec: Spec,
     pipeline_root: str,
     metadata_path: str,
-    data_root: Path,
+    data_root: str,
     schema_file: str,
     serving_base_dir: str,
     edge_base_dir: str,
     beam_pipeline_args: Optional[List[str]] = None,
+    for_kubeflow: bool = False,
 ) -> tfx.dsl.Pipeline:
+    """`for_kubeflow`: Kubeflow Pipelines v2 runs resolvers in its own metadata
+    service and knows only TFX's stock strategies, so the compiled pipeline uses
+    LatestBlessedModelStrategy where local runs use our lineage-aware ones."""
     ingest = generated_ingest if spec.data.generate else image_ingest
     data = ingest(spec, data_root, schema_file)
 
     warm_start_resolver = None
     if spec.trainer.warm_start:
+        # Locally, the latest blessed model trained on *other* examples, so
+        # that an unchanged re-run stays cached (see the strategy).
+        lineage = {} if for_kubeflow else {"examples": data.examples}
         warm_start_resolver = tfx.dsl.Resolver(
-            strategy_class=LatestBlessedModelFromOtherDataStrategy,
+            strategy_class=(tfx.dsl.experimental.LatestBlessedModelStrategy if for_kubeflow
+                            else LatestBlessedModelFromOtherDataStrategy),
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-            examples=data.examples,
+            **lineage,
         ).with_id("warm_start_model_resolver")
 
     trainer_module = f"trainer_modules.{spec.trainer.module}"
@@ -209,7 +219,7 @@ def create_pipeline(
     trainer.add_upstream_node(data.validated)  # train only on validated data
 
     baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=LatestBlessedOtherModelStrategy,
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy if for_kubeflow else LatestBlessedOtherModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")

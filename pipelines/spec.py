@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,6 +39,20 @@ class GeneratedDataSpec(_Strict):
     seed: int = 1
 
 
+class LastNSpans(_Strict):
+    last_n: int = Field(..., ge=1, description="Train on the newest N spans.")
+
+
+Spans = Union[Literal["latest", "all"], LastNSpans]
+
+
+def span_count(spans: Spans) -> int:
+    """How many of the newest spans to read: 1 for latest, 0 for all."""
+    if isinstance(spans, LastNSpans):
+        return spans.last_n
+    return 0 if spans == "all" else 1
+
+
 class DataSpec(_Strict):
     root: str = Field(
         description="Folder of class sub-folders: <root>/<class_name>/<image>. "
@@ -51,6 +65,10 @@ class DataSpec(_Strict):
     test_buckets: int = Field(0, ge=0, description="Hash buckets of a held-out test split (0 = none).")
     unlabeled_dir: str = Field(
         "unlabeled", description="Sub-folder of unlabelled images; never treated as a class."
+    )
+    spans: Spans = Field(
+        "latest", description="With {SPAN} in data.root: which data drops one run trains on. `latest`, "
+        "`all`, or `{last_n: N}` (the newest N spans). Ignored without {SPAN}.",
     )
     train_buckets: int = Field(4, ge=1, description="Hash buckets of the train split (by relative path).")
     eval_buckets: int = Field(1, ge=1, description="Hash buckets of the eval split (by relative path).")
@@ -173,6 +191,27 @@ class BeamSpec(_Strict):
     )
 
 
+class KubeflowSpec(_Strict):
+    image: str = Field(..., description="Container image every compiled task runs (built from the Dockerfile), "
+                       "e.g. us-docker.pkg.dev/my-project/ml/imagepipe:1.0.")
+    output_dir: str = Field(..., description="What outputs/ is for local runs, as the tasks' containers see it: "
+                            "pipeline root <output_dir>/<pipeline>/tfx, pushes to <output_dir>/<pipeline>/serving "
+                            "and /edge. A file-system path (e.g. /gcs/my-bucket/imagepipe on Vertex AI's Cloud "
+                            "Storage FUSE, or a mounted volume): pushes are atomic renames, which object-store "
+                            "URIs lack.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _file_system_path(cls, value: str) -> str:
+        if "://" in value or not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute file-system path in the container (e.g. "
+                             "/gcs/my-bucket/imagepipe for gs://my-bucket/imagepipe through Cloud Storage FUSE): "
+                             "pushes are atomic renames, which object-store URIs lack")
+        return value
+    data_root: Optional[str] = Field(None, description="data.root as the cluster sees it (may contain {SPAN}); "
+                                     "default: data.root resolved on this machine.")
+
+
 class Spec(_Strict):
     pipeline: str = Field(..., description="Pipeline name: lower-case letters, digits, '-' and '_'.")
     description: str = ""
@@ -187,6 +226,8 @@ class Spec(_Strict):
         "DirectRunner in multi-processing mode (or wherever beam.pipeline_args point)."
     )
     beam: BeamSpec = Field(default_factory=BeamSpec)
+    kubeflow: Optional[KubeflowSpec] = Field(None, description="Where `imagepipe compile --target kubeflow` points "
+                                             "the compiled pipeline.")
 
     @field_validator("pipeline")
     @classmethod

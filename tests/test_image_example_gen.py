@@ -7,13 +7,15 @@ import tensorflow as tf
 from apache_beam.testing.util import assert_that
 
 from components.image_example_gen import executor
+from tests.conftest import encode, gradient
 
 
-def run_transform(root, report_dir):
+def run_transform(root, report_dir, split_pattern="*/*", **span_properties):
     exec_properties = {
         "input_base": str(root),
         executor.UNLABELED_DIR_KEY: "unlabeled",
         executor._REPORT_DIR_KEY: str(report_dir),
+        **span_properties,
     }
     output = report_dir / "examples.tfrecord"
 
@@ -24,7 +26,7 @@ def run_transform(root, report_dir):
                 writer.write(example.SerializeToString())
 
     with beam.Pipeline() as pipeline:
-        examples = pipeline | executor.ImageFoldersToExample(exec_properties, "*/*")
+        examples = pipeline | executor.ImageFoldersToExample(exec_properties, split_pattern)
         assert_that(examples, keep)
     parsed = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(output))]
     return {ex.features.feature["filename"].bytes_list.value[0].decode(): ex for ex in parsed}
@@ -91,3 +93,20 @@ def test_decompression_bombs_are_refused(monkeypatch):
     monkeypatch.setattr(executor, "MAX_PIXELS", 100)
     with pytest.raises(ValueError, match="pixel limit"):
         executor.inspect_image(encode(gradient(20, 20, 1), "PNG"))
+
+
+@pytest.mark.parametrize("span_count, expected_spans", [(1, ["span-3"]), (2, ["span-2", "span-3"]),
+                                                        (0, ["span-1", "span-2", "span-3"])])
+def test_the_newest_spans_are_read_together(tmp_path, span_count, expected_spans):
+    data = tmp_path / "data"
+    for span in (1, 2, 3, 4):  # span 4 is newer than the one the driver resolved: not read
+        for name in ("cats", "dogs"):
+            (data / f"span-{span}" / name).mkdir(parents=True)
+            (data / f"span-{span}" / name / "a.png").write_bytes(encode(gradient(4, 4, 1), "PNG"))
+    report = tmp_path / "report"
+    report.mkdir()
+    examples = run_transform(data, report, "span-3/*/*", span=3, span_count=span_count,
+                             span_pattern="span-{SPAN}/*/*")
+    assert sorted(examples) == [f"{span}/{name}/a.png" for span in expected_spans for name in ("cats", "dogs")]
+    assert {feature(ex, "label_name") for ex in examples.values()} == {b"cats", b"dogs"}
+    assert executor.read_ingest_report(str(report))["span_folders"] == expected_spans

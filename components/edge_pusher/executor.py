@@ -164,6 +164,8 @@ class Executor(base_executor.BaseExecutor):
 
     @staticmethod
     def _write_report(pushed, report: dict) -> None:
+        # Orchestrators differ in whether they create output folders (Kubeflow does not).
+        os.makedirs(pushed.uri, exist_ok=True)
         with open(os.path.join(pushed.uri, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=2)
         logging.info("EdgePusher: %s", json.dumps(report))

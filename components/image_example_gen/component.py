@@ -1,9 +1,9 @@
 """ImageExampleGen: a FileBasedExampleGen over class folders, plus an ingest report.
 
-Span resolution (`{SPAN}` in the input pattern), fingerprinting for caching and
-hash splitting all come from TFX's FileBasedExampleGen; the executor, one
-parameter (the unlabelled folder's name) and one output (the ingest report)
-are ours.
+Span resolution (`{SPAN}` in the input pattern: the newest span), fingerprinting
+for caching and hash splitting all come from TFX's FileBasedExampleGen; the
+executor, reading several spans at once (spans.py), the unlabelled folder's name
+and one output (the ingest report) are ours.
 """
 from typing import Optional
 
@@ -14,19 +14,16 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.image_example_gen import executor
-
-
-class IngestReport(types.Artifact):
-    """Class list, files per class, skipped files and why (JSON files)."""
-
-    TYPE_NAME = "imagepipe.IngestReport"
+from components.artifacts import IngestReport
+from components.image_example_gen import executor, spans
 
 
 class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         executor.UNLABELED_DIR_KEY: ExecutionParameter(type=str),
+        spans.SPAN_COUNT_KEY: ExecutionParameter(type=int),
+        spans.SPAN_PATTERN_KEY: ExecutionParameter(type=str),
     }
     OUTPUTS = {
         **standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
@@ -36,6 +33,7 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 
 class ImageExampleGen(FileBasedExampleGen):
     SPEC_CLASS = ImageExampleGenSpec
+    DRIVER_CLASS = spans.SpanRangeDriver
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
@@ -46,9 +44,11 @@ class ImageExampleGen(FileBasedExampleGen):
         eval_buckets: int,
         unlabeled_dir: str = "unlabeled",
         range_config: Optional[range_config_pb2.RangeConfig] = None,
+        span_count: int = 1,
     ):
         """`input_pattern` is relative to `input_base` and ends in `*/*`
-        (class folder / file), e.g. `*/*` or `span-{SPAN}/*/*`."""
+        (class folder / file), e.g. `*/*` or `span-{SPAN}/*/*`. With {SPAN}:
+        read the newest `span_count` spans (0 = all), newest as resolved by TFX."""
         input_config = example_gen_pb2.Input(
             splits=[example_gen_pb2.Input.Split(name="images", pattern=input_pattern)]
         )
@@ -71,6 +71,8 @@ class ImageExampleGen(FileBasedExampleGen):
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             unlabeled_dir=unlabeled_dir,
+            span_count=span_count,
+            span_pattern=input_pattern,
             examples=types.Channel(type=standard_artifacts.Examples),
             ingest_report=types.Channel(type=IngestReport),
         )

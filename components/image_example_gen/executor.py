@@ -19,9 +19,12 @@ from typing import Any, Dict, Iterable, List, Tuple
 import apache_beam as beam
 import tensorflow as tf
 from PIL import Image
+from tfx.components.example_gen import utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
+
+from components.image_example_gen import spans
 
 LABEL_NAMES_FILE = "label_names.json"
 REPORT_FILE = "ingest_report.json"
@@ -105,6 +108,28 @@ def inspect_image(data: bytes) -> Tuple[str, int, int, int]:
     return image.format, height, width, _MODE_CHANNELS.get(mode, 3)
 
 
+def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str
+                      ) -> Tuple[List[str], List[str], Dict[str, List[str]]]:
+    """scan_class_folders over one or more span folders below `input_base`
+    ('' = input_base itself), merged; file paths relative to `input_base`.
+    Every span must have the same classes: a label index must mean one thing."""
+    classes: List[str] = []
+    empty: set = set()
+    files_by_class: Dict[str, List[str]] = {}
+    for folder in folders:
+        span_classes, span_empty, span_files = scan_class_folders(posixpath.join(input_base, folder), unlabeled_dir)
+        if classes and span_classes != classes:
+            raise ImageFolderError(
+                f"class folders differ between data spans: {folders[0]} has {classes}, {folder} has {span_classes}; "
+                "fix: give every span the same class folders, or train on one span (data.spans: latest)"
+            )
+        classes = span_classes
+        empty.update(span_empty)
+        for name, files in span_files.items():
+            files_by_class.setdefault(name, []).extend(posixpath.join(folder, f) for f in files)
+    return classes, sorted(empty), files_by_class
+
+
 class _ToExample(beam.DoFn):
     SKIPPED = "skipped"
 
@@ -117,7 +142,7 @@ class _ToExample(beam.DoFn):
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
     def process(self, relative_path: str) -> Iterable[Any]:
-        class_name = relative_path.split("/", 1)[0]
+        class_name = posixpath.basename(posixpath.dirname(relative_path))
         try:
             with fileio.open(posixpath.join(self._root, relative_path), "rb") as f:
                 data = f.read()
@@ -152,19 +177,29 @@ def _write_json(path: str, value: Any) -> None:
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
-    """Reads <input_base>/<resolved root>/<class>/<file> into tf.Examples.
+    """Reads <input_base>/[<span folder>/]<class>/<file> into tf.Examples.
 
     `split_pattern` is the input pattern after span resolution, e.g.
-    `span-3/*/*`; the class folders are the ones below its fixed prefix.
+    `span-3/*/*`; with `data.spans` wider than the newest span, the older span
+    folders are read too. `filename` is the path relative to input_base.
     """
-    data_root = posixpath.join(exec_properties["input_base"], split_pattern.split("*", 1)[0]).rstrip("/")
+    input_base = exec_properties["input_base"]
+    span_pattern = exec_properties.get(spans.SPAN_PATTERN_KEY) or ""
+    if spans.has_span(span_pattern):
+        folders = [folder for _, folder in spans.select_spans(
+            input_base, span_pattern, exec_properties[utils.SPAN_PROPERTY_NAME],
+            exec_properties.get(spans.SPAN_COUNT_KEY, 1))]
+    else:
+        folders = [split_pattern.split("*", 1)[0].rstrip("/")]
+    data_root = posixpath.join(input_base, *folders).rstrip("/") if len(folders) == 1 else input_base
     unlabeled_dir = exec_properties[UNLABELED_DIR_KEY]
-    classes, empty, files_by_class = scan_class_folders(data_root, unlabeled_dir)
+    classes, empty, files_by_class = scan_span_folders(input_base, folders, unlabeled_dir)
     report_dir = exec_properties[_REPORT_DIR_KEY]
     _write_json(posixpath.join(report_dir, LABEL_NAMES_FILE), classes)
     all_files = [f for files in files_by_class.values() for f in files]
     _write_json(posixpath.join(report_dir, REPORT_FILE), {
         "data_root": data_root,
+        "span_folders": folders,
         "label_names": classes,
         "empty_class_folders": empty,
         "files_per_class": {name: len(files) for name, files in files_by_class.items()},
@@ -176,7 +211,7 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
         # Reshuffle so that decoding spreads over all workers, not one.
         | "Spread" >> beam.Reshuffle()
         | "Decode" >> beam.ParDo(
-            _ToExample(data_root, {name: i for i, name in enumerate(classes)}, unlabeled_dir)
+            _ToExample(input_base, {name: i for i, name in enumerate(classes)}, unlabeled_dir)
         ).with_outputs(_ToExample.SKIPPED, main="examples")
     )
     _ = (

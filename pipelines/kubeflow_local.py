@@ -1,0 +1,181 @@
+"""Runs a compiled Kubeflow Pipelines v2 job on this machine, task by task.
+
+This plays the part of the KFP backend, so that we know the compiled pipeline
+really runs, not only that it parses: tasks in dependency order; for each, the
+ExecutorInput JSON that KFP would substitute for `{{$}}` (parameters, upstream
+artifacts, output URIs under the job's pipeline root); then the container's
+own command (driver hook first, where there is one) in a subprocess with this
+Python instead of the image's. Resolver tasks are answered from the artifacts
+earlier local runs of the job recorded, with KFP's filter syntax.
+
+The image's project folder (IMAGE_PROJECT_DIR) is mapped to `project_dir`, as
+a volume mount would. No caching: every task runs every time.
+"""
+from __future__ import annotations
+
+import graphlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, List
+
+from pipelines.kubeflow import IMAGE_PROJECT_DIR
+
+ARTIFACT_LOG = "kfp_local_artifacts.json"
+_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['(\w+)'\]\.metadata\['(\w+)'\]\}\}")
+
+
+class TaskFailed(RuntimeError):
+    pass
+
+
+def task_order(job: Dict) -> List[str]:
+    """Task names so that every task comes after the tasks it consumes from."""
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    graph = {}
+    for name, task in tasks.items():
+        producers = {ref["taskOutputArtifact"]["producerTask"]
+                     for ref in task.get("inputs", {}).get("artifacts", {}).values()}
+        graph[name] = set(task.get("dependentTasks", [])) | producers
+    return list(graphlib.TopologicalSorter(graph).static_order())
+
+
+def _schema_title(artifact_definition: Dict) -> str:
+    artifact_type = artifact_definition["artifactType"]
+    if "schemaTitle" in artifact_type:
+        return artifact_type["schemaTitle"]
+    return re.search(r"title: (\S+)", artifact_type["instanceSchema"]).group(1)
+
+
+def _parameter_value(name: str, runtime_value: Dict):
+    """A task's constant parameter (pipeline spec schema 2.1), as a google.protobuf.Value in JSON."""
+    if "constant" not in runtime_value:
+        raise TaskFailed(f"parameter {name}: only pipeline spec schema 2.1 (`constant` values) is supported; "
+                         "fix: compile with `imagepipe compile`")
+    return runtime_value["constant"]
+
+
+class ArtifactLog:
+    """What a metadata store would know: every artifact local runs produced."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.artifacts: List[Dict] = json.loads(path.read_text()) if path.exists() else []
+
+    def add(self, artifacts: List[Dict]) -> None:
+        self.artifacts.extend(artifacts)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.write_text(json.dumps(self.artifacts, indent=1))
+        os.replace(temporary, self.path)
+
+    def query(self, filter_text: str, inputs: Dict[str, List[Dict]]) -> List[Dict]:
+        """The newest artifact matching a KFP resolver filter, e.g.
+        `schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1`."""
+        def fill(match):
+            artifacts = inputs.get(match.group(1)) or [{}]
+            return str(artifacts[0].get("metadata", {}).get(match.group(2), ""))
+
+        clauses = [clause.split("=", 1) for clause in _PLACEHOLDER.sub(fill, filter_text).split(" AND ")]
+        for artifact in reversed(self.artifacts):
+            if all(_matches(artifact, key.strip(), value.strip().strip('"')) for key, value in clauses):
+                return [artifact]
+        return []
+
+
+def _matches(artifact: Dict, key: str, value: str) -> bool:
+    if key == "schema_title":
+        return artifact["type"]["schemaTitle"] == value
+    if key == "state":
+        return value == "LIVE"
+    if key == "name":
+        return artifact["name"] == value
+    if key.startswith("metadata.") and key.endswith("_value"):
+        field = key.split(".")[1]
+        actual = artifact.get("metadata", {}).get(field)
+        return actual is not None and str(actual) in (value, f"{value}.0")
+    raise ValueError(f"resolver filter clause {key}={value} is not supported by the local runner")
+
+
+def run_compiled(job_file: Path, project_dir: Path, progress: Callable[[str], None] = print) -> Dict[str, Dict]:
+    """Runs every task of the compiled job; returns each task's output artifacts."""
+    job = json.loads(Path(job_file).read_text())
+    spec = job["pipelineSpec"]
+    pipeline_root = Path(job["runtimeConfig"]["gcsOutputDirectory"])
+    run_dir = pipeline_root / "kfp_local" / time.strftime("%Y%m%dT%H%M%S")
+    log = ArtifactLog(pipeline_root / ARTIFACT_LOG)
+    tasks = spec["root"]["dag"]["tasks"]
+    produced: Dict[str, Dict[str, List[Dict]]] = {}
+    for name in task_order(job):
+        task = tasks[name]
+        component = spec["components"][task["componentRef"]["name"]]
+        executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]
+        inputs = {
+            key: produced[ref["taskOutputArtifact"]["producerTask"]].get(ref["taskOutputArtifact"]["outputArtifactKey"], [])
+            for key, ref in task.get("inputs", {}).get("artifacts", {}).items()
+        }
+        if "resolver" in executor:
+            produced[name] = {key: log.query(query["filter"], inputs)
+                              for key, query in executor["resolver"]["outputArtifactQueries"].items()}
+            found = ", ".join(f"{key}: {a[0]['uri'] if a else 'none'}" for key, a in produced[name].items())
+            progress(f"{name}: resolved {found}")
+            continue
+        if "container" not in executor:
+            raise TaskFailed(f"task {name}: executor kind {sorted(executor)} is not supported by the local runner")
+        started = time.time()
+        progress(f"{name}: running")
+        produced[name] = _run_container_task(name, task, component, executor["container"], inputs,
+                                             run_dir / name, project_dir)
+        log.add([a for artifacts in produced[name].values() for a in artifacts])
+        progress(f"{name}: done in {time.time() - started:.1f} s")
+    return produced
+
+
+def _map_path(value, project_dir: Path):
+    if isinstance(value, str) and value.startswith(IMAGE_PROJECT_DIR + "/"):
+        return str(project_dir) + value[len(IMAGE_PROJECT_DIR):]
+    return value
+
+
+def _run_container_task(name, task, component, container, inputs, task_dir: Path, project_dir: Path) -> Dict:
+    outputs = {
+        key: [{"name": f"local/{uuid.uuid4().hex}", "type": {"schemaTitle": _schema_title(definition)},
+               "uri": str(task_dir / key), "metadata": {}}]
+        for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()
+    }
+    output_file = task_dir / "executor_output.json"
+    executor_input = {
+        "inputs": {
+            "parameterValues": {
+                key: _map_path(_parameter_value(key, parameter["runtimeValue"]), project_dir)
+                for key, parameter in task.get("inputs", {}).get("parameters", {}).items()
+            },
+            "artifacts": {key: {"artifacts": artifacts} for key, artifacts in inputs.items() if artifacts},
+        },
+        "outputs": {"artifacts": {key: {"artifacts": a} for key, a in outputs.items()}, "outputFile": str(output_file)},
+    }
+    task_dir.mkdir(parents=True, exist_ok=True)
+    serialized = json.dumps(executor_input)
+    env = dict(os.environ, PYTHONPATH=str(project_dir))
+    commands = []
+    hook = container.get("lifecycle", {}).get("preCacheCheck")
+    if hook:
+        commands.append(("driver", hook["command"] + hook.get("args", [])))
+    commands.append(("executor", container["command"] + container.get("args", [])))
+    for label, command in commands:
+        argv = [sys.executable if part == "python" else serialized if part == "{{$}}" else part for part in command]
+        log_path = task_dir / f"{label}.log"
+        with open(log_path, "w") as log_file:
+            result = subprocess.run(argv, cwd=project_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        if result.returncode:
+            tail = "\n".join(log_path.read_text().splitlines()[-15:])
+            raise TaskFailed(f"task {name} ({label}) exited with {result.returncode}; log {log_path}:\n{tail}")
+    written = json.loads(output_file.read_text()) if output_file.exists() else {}
+    for key, listed in written.get("artifacts", {}).items():
+        # The executor reports uri, name and metadata; the type is the one we declared.
+        outputs[key] = [{**outputs[key][0], **artifact} for artifact in listed.get("artifacts", [])]
+    return outputs
