@@ -22,8 +22,13 @@ pytestmark = pytest.mark.e2e
 PIPELINE = "digits-weekly"
 
 
-def first_epoch_accuracy(stderr: str) -> float:
-    line = next(line for line in stderr.splitlines() if "epoch 1/" in line)
+def run_logs(output_dir):
+    """The full log of each run, oldest first (`--json` keeps progress off the terminal)."""
+    return [path.read_text() for path in sorted((output_dir / PIPELINE / "logs").glob("run-*.log"))]
+
+
+def first_epoch_accuracy(log: str) -> float:
+    line = next(line for line in log.splitlines() if "imagepipe epoch 1/" in line)
     return float(line.split("val_accuracy=")[1].split()[0])
 
 
@@ -69,9 +74,11 @@ def test_a_new_span_is_retrained_warm_on_beam_pushed_as_canary_promoted_and_roll
     week2_summary = json.loads(week2.stdout.strip().splitlines()[-1])
     assert (week2_summary["span"], week2_summary["pushed_version"]) == (2, 2)
     assert week2_summary["files_ingested"] == week1_summary["files_ingested"] == 300  # the newest span only
-    assert "runner: beam" in week2.stderr
+    week1_log, week2_log = run_logs(tmp_path / "outputs")
+    assert "beam_dag_runner" in week2_log and "beam_dag_runner" not in week1_log
     # Warm: week 2's first epoch already knows the digits that week 1 learned.
-    assert first_epoch_accuracy(week2.stderr) > first_epoch_accuracy(week1.stderr) + 0.15
+    assert "imagepipe warm start from" in week2_log
+    assert first_epoch_accuracy(week2_log) > first_epoch_accuracy(week1_log) + 0.15
     rollout = serving_rollout.read(serving_dir)
     assert (rollout.stable, rollout.canary) == (1, 2)
 
