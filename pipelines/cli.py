@@ -38,6 +38,11 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
     progress = (lambda message: None) if (quiet or as_json) else (lambda message: console.print(message, highlight=False))
     try:
         summary = runs.run_pipeline(loaded, progress=progress, runner=runner)
+    except runs.PipelineBusy as exc:
+        console.print(f"[red]refused:[/red] {exc}", highlight=False)
+        if as_json:
+            click.echo(json.dumps({"pipeline": loaded.name, "status": "busy", "error": str(exc)}))
+        sys.exit(runs.EXIT_FAILED)
     except Exception as exc:  # report, then fail with the documented code
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
         if as_json:

@@ -10,7 +10,9 @@ Exit codes (also in the README):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -261,16 +263,49 @@ def dag_runner(runner: str):
     return tfx.orchestration.LocalDagRunner()
 
 
+class PipelineBusy(RuntimeError):
+    """Another run of the same pipeline holds the output directory."""
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: Path):
+    """One run of a pipeline at a time: a second one would race the first on
+    ML Metadata and on the version numbers of serving/ and edge/. The lock is
+    the kernel's (flock), so a killed run never leaves it behind."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / ".run.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise PipelineBusy(f"{output_dir}: another run of this pipeline is in progress ({holder}); "
+                               "fix: wait for it to finish (or stop it), then run again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print, runner: Optional[str] = None) -> RunSummary:
-    """Builds the spec's pipeline, runs it with the spec's (or the given) runner, summarises the run."""
+    """Builds the spec's pipeline, runs it with the spec's (or the given) runner, summarises the run.
+    Raises PipelineBusy when another run of the pipeline holds its output directory."""
+    runner = runner or loaded.spec.runner
+
+    paths = Paths.for_spec(loaded)
+    with run_lock(paths.output_dir):
+        return _run_locked(loaded, paths, runner, progress)
+
+
+def _run_locked(loaded: LoadedSpec, paths: Paths, runner: str, progress: Callable[[str], None]) -> RunSummary:
     from absl import logging as absl_logging
 
     from pipelines.pipeline import create_pipeline
 
-    runner = runner or loaded.spec.runner
-
-    paths = Paths.for_spec(loaded)
-    paths.output_dir.mkdir(parents=True, exist_ok=True)
     generated = loaded.spec.data.generate
     if generated:
         from pipelines.datasets import DATASETS
