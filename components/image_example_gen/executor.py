@@ -19,10 +19,13 @@ from typing import Any, Dict, Iterable, List, Tuple
 import apache_beam as beam
 import tensorflow as tf
 from PIL import Image
-from tfx.components.example_gen import utils
+from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
-from tfx.types import artifact_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from components.image_example_gen import spans
 
@@ -234,7 +237,7 @@ class Executor(BaseExampleGenExecutor):
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         fileio.makedirs(report.uri)
         exec_properties = dict(exec_properties, **{_REPORT_DIR_KEY: report.uri})
-        super().Do(input_dict, output_dict, exec_properties)
+        self._write_examples(examples, exec_properties)
         summary = read_ingest_report(report.uri)
         # The class list travels with the examples, so the Trainer and the
         # Pusher read the same vocabulary that labelled the data.
@@ -247,6 +250,31 @@ class Executor(BaseExampleGenExecutor):
             artifact.set_int_custom_property("num_classes", len(summary["label_names"]))
             artifact.set_int_custom_property("files_ingested", summary["files_ingested"])
             artifact.set_int_custom_property("files_skipped", summary["files_skipped"])
+
+
+    def _write_examples(self, examples: Any, exec_properties: Dict[str, Any]) -> None:
+        """BaseExampleGenExecutor.Do, less the Reshuffle it puts before writing.
+
+        Our file paths are already spread over the workers before decoding; a
+        second shuffle of the encoded images would move every byte between
+        worker processes again (bench/ingest.py measures it). Each worker
+        writes its own shards of each split instead."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        examples.split_names = artifact_utils.encode_split_names(
+            utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for split_name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = (
+                    split
+                    | f"Serialize[{split_name}]" >> beam.Map(lambda example: example.SerializeToString())
+                    | f"Write[{split_name}]" >> beam.io.WriteToTFRecord(
+                        posixpath.join(artifact_utils.get_split_uri([examples], split_name), write_split.DEFAULT_FILE_NAME),
+                        file_name_suffix=".gz")
+                )
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
 
 
 def read_ingest_report(report_dir: str) -> Dict[str, Any]:
