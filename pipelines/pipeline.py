@@ -128,6 +128,7 @@ def image_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
         eval_buckets=spec.data.eval_buckets,
         unlabeled_dir=spec.data.unlabeled_dir,
         span_count=span_count(spec.data.spans),
+        allow_class_changes=spec.data.allow_class_changes,
     )
     statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
     transform = tfx.components.Transform(

@@ -70,6 +70,10 @@ class DataSpec(_Strict):
         "latest", description="With {SPAN} in data.root: which data drops one run trains on. `latest`, "
         "`all`, or `{last_n: N}` (the newest N spans). Ignored without {SPAN}.",
     )
+    allow_class_changes: bool = Field(
+        False, description="With {SPAN}: let a span's class folders differ from the previous span's (the label "
+        "indices then change; the run stops otherwise).",
+    )
     train_buckets: int = Field(4, ge=1, description="Hash buckets of the train split (by relative path).")
     eval_buckets: int = Field(1, ge=1, description="Hash buckets of the eval split (by relative path).")
 

@@ -110,3 +110,19 @@ def test_the_newest_spans_are_read_together(tmp_path, span_count, expected_spans
     assert sorted(examples) == [f"{span}/{name}/a.png" for span in expected_spans for name in ("cats", "dogs")]
     assert {feature(ex, "label_name") for ex in examples.values()} == {b"cats", b"dogs"}
     assert executor.read_ingest_report(str(report))["span_folders"] == expected_spans
+
+
+def test_a_class_added_in_the_newest_drop_stops_ingestion_unless_the_spec_allows_it(tmp_path):
+    data = tmp_path / "data"
+    for span, classes in ((1, ("cats", "dogs")), (2, ("birds", "cats", "dogs"))):
+        for name in classes:
+            (data / f"span-{span}" / name).mkdir(parents=True)
+            (data / f"span-{span}" / name / "a.png").write_bytes(encode(gradient(4, 4, 1), "PNG"))
+    report = tmp_path / "report"
+    report.mkdir()
+    latest_only = dict(span=2, span_count=1, span_pattern="span-{SPAN}/*/*")
+    with pytest.raises(executor.ImageFolderError, match="added: birds.*data.allow_class_changes: true"):
+        run_transform(data, report, "span-2/*/*", **latest_only)
+    examples = run_transform(data, report, "span-2/*/*", allow_class_changes=1, **latest_only)
+    assert {feature(ex, "label_name"): feature(ex, "label") for ex in examples.values()} == {
+        b"birds": 0, b"cats": 1, b"dogs": 2}

@@ -23,6 +23,7 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
         executor.UNLABELED_DIR_KEY: ExecutionParameter(type=str),
         spans.SPAN_COUNT_KEY: ExecutionParameter(type=int),
+        executor.ALLOW_CLASS_CHANGES_KEY: ExecutionParameter(type=int),
         spans.SPAN_PATTERN_KEY: ExecutionParameter(type=str),
     }
     OUTPUTS = {
@@ -45,6 +46,7 @@ class ImageExampleGen(FileBasedExampleGen):
         unlabeled_dir: str = "unlabeled",
         range_config: Optional[range_config_pb2.RangeConfig] = None,
         span_count: int = 1,
+        allow_class_changes: bool = False,
     ):
         """`input_pattern` is relative to `input_base` and ends in `*/*`
         (class folder / file), e.g. `*/*` or `span-{SPAN}/*/*`. With {SPAN}:
@@ -72,6 +74,7 @@ class ImageExampleGen(FileBasedExampleGen):
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             unlabeled_dir=unlabeled_dir,
             span_count=span_count,
+            allow_class_changes=int(allow_class_changes),
             span_pattern=input_pattern,
             examples=types.Channel(type=standard_artifacts.Examples),
             ingest_report=types.Channel(type=IngestReport),

@@ -38,6 +38,7 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 MAX_PIXELS = 100_000_000
 _REPORT_DIR_KEY = "_imagepipe_report_dir"
 UNLABELED_DIR_KEY = "unlabeled_dir"
+ALLOW_CLASS_CHANGES_KEY = "allow_class_changes"
 REPORT_KEY = "ingest_report"
 
 
@@ -111,26 +112,31 @@ def inspect_image(data: bytes) -> Tuple[str, int, int, int]:
     return image.format, height, width, _MODE_CHANNELS.get(mode, 3)
 
 
-def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str
+def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str, allow_class_changes: bool = False
                       ) -> Tuple[List[str], List[str], Dict[str, List[str]]]:
     """scan_class_folders over one or more span folders below `input_base`
     ('' = input_base itself), merged; file paths relative to `input_base`.
-    Every span must have the same classes: a label index must mean one thing."""
+
+    Every span must have the same classes, because a label index must keep
+    its meaning; with `allow_class_changes` the classes are the union."""
     classes: List[str] = []
     empty: set = set()
     files_by_class: Dict[str, List[str]] = {}
     for folder in folders:
         span_classes, span_empty, span_files = scan_class_folders(posixpath.join(input_base, folder), unlabeled_dir)
-        if classes and span_classes != classes:
+        if classes and span_classes != classes and not allow_class_changes:
+            added, removed = sorted(set(span_classes) - set(classes)), sorted(set(classes) - set(span_classes))
             raise ImageFolderError(
-                f"class folders differ between data spans: {folders[0]} has {classes}, {folder} has {span_classes}; "
-                "fix: give every span the same class folders, or train on one span (data.spans: latest)"
+                f"the class folders changed between data spans {folders[0]} and {folder} "
+                f"(added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}): label indices "
+                "would change meaning; fix: give every span the same class folders, or set "
+                "data.allow_class_changes: true to train a model on the new class list"
             )
-        classes = span_classes
+        classes = sorted(set(classes) | set(span_classes))
         empty.update(span_empty)
         for name, files in span_files.items():
             files_by_class.setdefault(name, []).extend(posixpath.join(folder, f) for f in files)
-    return classes, sorted(empty), files_by_class
+    return classes, sorted(empty - set(classes)), files_by_class
 
 
 class _ToExample(beam.DoFn):
@@ -188,15 +194,21 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
     """
     input_base = exec_properties["input_base"]
     span_pattern = exec_properties.get(spans.SPAN_PATTERN_KEY) or ""
+    allow_class_changes = bool(exec_properties.get(ALLOW_CLASS_CHANGES_KEY, 0))
+    unlabeled_dir = exec_properties[UNLABELED_DIR_KEY]
     if spans.has_span(span_pattern):
-        folders = [folder for _, folder in spans.select_spans(
-            input_base, span_pattern, exec_properties[utils.SPAN_PROPERTY_NAME],
-            exec_properties.get(spans.SPAN_COUNT_KEY, 1))]
+        on_disk = [folder for _, folder in spans.select_spans(
+            input_base, span_pattern, exec_properties[utils.SPAN_PROPERTY_NAME], 0)]
+        span_count = exec_properties.get(spans.SPAN_COUNT_KEY, 1)
+        folders = on_disk[-span_count:] if span_count else on_disk
+        # The drop before the ones read must have the same classes too: a new
+        # class in this week's drop would otherwise shift every label index.
+        previous = on_disk[-len(folders) - 1:-len(folders)]
+        scan_span_folders(input_base, previous + folders[:1], unlabeled_dir, allow_class_changes)
     else:
         folders = [split_pattern.split("*", 1)[0].rstrip("/")]
     data_root = posixpath.join(input_base, *folders).rstrip("/") if len(folders) == 1 else input_base
-    unlabeled_dir = exec_properties[UNLABELED_DIR_KEY]
-    classes, empty, files_by_class = scan_span_folders(input_base, folders, unlabeled_dir)
+    classes, empty, files_by_class = scan_span_folders(input_base, folders, unlabeled_dir, allow_class_changes)
     report_dir = exec_properties[_REPORT_DIR_KEY]
     _write_json(posixpath.join(report_dir, LABEL_NAMES_FILE), classes)
     all_files = [f for files in files_by_class.values() for f in files]
