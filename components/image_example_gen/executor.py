@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
@@ -33,9 +33,11 @@ LABEL_NAMES_FILE = "label_names.json"
 REPORT_FILE = "ingest_report.json"
 SKIPPED_FILE = "skipped_files.jsonl"
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
-# Decompression-bomb guard: refuse images over 100 megapixels instead of
-# letting one file exhaust a worker's memory.
-MAX_PIXELS = 100_000_000
+# Decompression-bomb guard: refuse images over 50 megapixels (an 8000x6000
+# photo passes, a 10000x10000 image does not) instead of letting one file
+# exhaust a worker's memory here or in the Trainer, which decodes on the fly.
+MAX_PIXELS = 50_000_000
+_EXIF_ORIENTATION = 0x0112
 _REPORT_DIR_KEY = "_imagepipe_report_dir"
 UNLABELED_DIR_KEY = "unlabeled_dir"
 ALLOW_CLASS_CHANGES_KEY = "allow_class_changes"
@@ -139,6 +141,19 @@ def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str, a
     return classes, sorted(empty - set(classes)), files_by_class
 
 
+def upright(data: bytes) -> bytes | None:
+    """A JPEG whose EXIF says it is rotated or mirrored, turned upright and
+    stored as PNG (lossless); None when nothing needs turning. TensorFlow's
+    decoders ignore EXIF, so this is the one place it can be applied."""
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format != "JPEG" or image.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+            return None
+        turned = ImageOps.exif_transpose(image)
+        buffer = io.BytesIO()
+        turned.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
 class _ToExample(beam.DoFn):
     SKIPPED = "skipped"
 
@@ -156,6 +171,11 @@ class _ToExample(beam.DoFn):
             with fileio.open(posixpath.join(self._root, relative_path), "rb") as f:
                 data = f.read()
             image_format, height, width, channels = inspect_image(data)
+            turned = upright(data)
+            if turned is not None:
+                beam.metrics.Metrics.counter("ImageExampleGen", "images_turned_upright").inc()
+                data = turned
+                image_format, height, width, channels = inspect_image(data)
         except Exception as exc:  # any undecodable file is reported, never fatal
             beam.metrics.Metrics.counter("ImageExampleGen", "images_skipped").inc()
             yield beam.pvalue.TaggedOutput(
