@@ -273,6 +273,30 @@ def schedule_command(spec_path: Path, cron: str, out_dir: Path | None) -> None:
     click.echo("wrote " + ", ".join(str(path) for path in written))
 
 
+@main.command("report")
+@click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--open", "open_it", is_flag=True, help="Open it in the default browser too.")
+def report_command(spec_path: Path, open_it: bool) -> None:
+    """The path of the latest run report of SPEC_PATH's pipeline (outputs/<pipeline>/reports/<run id>/report.html)."""
+    from pipelines.report import latest_report
+
+    try:
+        loaded = load_spec(spec_path, check_paths=False)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(runs.EXIT_INVALID)
+    report = latest_report(loaded.output_dir / "reports")
+    if report is None:
+        console.print(f"[red]error:[/red] no report under {loaded.output_dir / 'reports'}; fix: run "
+                      f"`imagepipe run {spec_path}` first", highlight=False)
+        sys.exit(runs.EXIT_FAILED)
+    click.echo(str(report))
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(report.resolve().as_uri())
+
+
 @main.command("schema")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the spec's JSON Schema here instead of printing it.")

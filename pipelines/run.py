@@ -79,6 +79,7 @@ class RunSummary:
     files_ingested: Optional[int] = None
     files_skipped: Optional[int] = None
     edge: Optional[Dict] = None  # the EdgePusher's numbers and decision, when the spec asks for edge pushes
+    report: Optional[str] = None  # reports/<run id>/report.html
 
     @property
     def status(self) -> str:
@@ -153,13 +154,27 @@ def summarize_all_runs(pipeline_name: str, metadata_path: Path) -> List[RunSumma
     return [summarize_run(store, run, pipeline_name) for run in runs]
 
 
-def summarize_run(store, run, pipeline_name: str) -> RunSummary:
-    executions = store.get_executions_by_context(run.id)
+def _nodes_of(store, executions) -> Dict[int, str]:
     node_of = {}
     for execution in executions:
         contexts = store.get_contexts_by_execution(execution.id)
-        node = next((c.name.split(".", 1)[-1] for c in contexts if c.type == "node"), str(execution.id))
-        node_of[execution.id] = node
+        node_of[execution.id] = next((c.name.split(".", 1)[-1] for c in contexts if c.type == "node"), str(execution.id))
+    return node_of
+
+
+def run_output_artifacts(store, run) -> List[tuple]:
+    """(producing node, artifact type name, artifact) of every output of a run, cached ones included."""
+    executions = store.get_executions_by_context(run.id)
+    node_of = _nodes_of(store, executions)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    producer_of = {ev.artifact_id: node_of.get(ev.execution_id) for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)}
+    artifact_types = {t.id: t.name for t in store.get_artifact_types()}
+    return [(producer_of.get(a.id), artifact_types.get(a.type_id), a) for a in store.get_artifacts_by_id(list(producer_of))]
+
+
+def summarize_run(store, run, pipeline_name: str) -> RunSummary:
+    executions = store.get_executions_by_context(run.id)
+    node_of = _nodes_of(store, executions)
     summary = RunSummary(
         pipeline=pipeline_name,
         run_id=run.name,
@@ -170,12 +185,7 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
     )
     # A cached Pusher means this exact model was pushed by an earlier run.
     summary.already_pushed = "Pusher" in summary.cached
-    events = store.get_events_by_execution_ids([e.id for e in executions])
-    output_ids = [ev.artifact_id for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)]
-    producer_of = {ev.artifact_id: node_of.get(ev.execution_id) for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)}
-    artifact_types = {t.id: t.name for t in store.get_artifact_types()}
-    for artifact in store.get_artifacts_by_id(output_ids):
-        kind = artifact_types.get(artifact.type_id)
+    for producer, kind, artifact in run_output_artifacts(store, run):
         props = artifact.custom_properties
         if kind == "ModelBlessing":
             summary.blessed = props["blessed"].int_value == 1 if "blessed" in props else None
@@ -187,7 +197,7 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
             summary.mean_absolute_error = errors.get("candidate")
             summary.baseline_mean_absolute_error = errors.get("baseline")
             summary.validation_failures = _validation_failures(artifact.uri)
-        elif kind == "PushedModel" and producer_of.get(artifact.id) == "EdgePusher":
+        elif kind == "PushedModel" and producer == "EdgePusher":
             summary.edge = _edge_summary(artifact)
         elif kind == "PushedModel":
             summary.pushed = props["pushed"].int_value == 1 if "pushed" in props else False
@@ -341,7 +351,16 @@ def _run_locked(loaded: LoadedSpec, paths: Paths, runner: str, progress: Callabl
     finally:
         root.handlers, root.level, tf_logger.handlers, tf_logger.propagate = saved
         file_handler.close()
-    return summarize_latest_run(loaded.name, paths.metadata_path)
+    runs, store = _runs(loaded.name, paths.metadata_path)
+    summary = summarize_run(store, runs[-1], loaded.name)
+    try:
+        from pipelines.report import write_report
+
+        summary.report = str(write_report(loaded, summary, store, runs[-1], paths.output_dir / "reports"))
+    except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
+        logging.getLogger(__name__).exception("report failed")
+        progress(f"warning: the run report could not be written: {type(exc).__name__}: {exc}")
+    return summary
 
 
 class RunFailed(RuntimeError):
@@ -369,6 +388,8 @@ def describe(summary: RunSummary) -> str:
         lines.extend(f"  - {failure}" for failure in summary.validation_failures)
     if summary.edge and "metric" in summary.edge:
         lines.append(describe_edge(summary.edge))
+    if summary.report:
+        lines.append(f"report: {summary.report}")
     return os.linesep.join(lines)
 
 

@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,17 @@ def test_a_real_tf_serving_server_answers_rest_requests(first_run, project):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_run_report_has_every_section_and_renders_in_chromium(first_run, project):
+    from tests.report_checks import check_report, screenshot
+
+    root, spec_path, _ = project
+    report = Path(first_run["report"])
+    assert report.parent.parent == root / "outputs" / "digits-e2e" / "reports"
+    # per-class bars, sample grid, image sizes, training curves, confusion matrix
+    check_report(report, expected_charts=5, must_contain=["Decision: <b>blessed</b>", "int8 .tflite bytes",
+                                                          "tensor arena bytes", "<td class=\"l\">9</td>"])
+    latest = imagepipe("report", str(spec_path))
+    assert latest.returncode == 0 and latest.stdout.strip() == str(report)
+    screenshot(report)

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,14 @@ def test_a_new_data_drop_warm_starts_from_the_blessed_model_and_becomes_canary(t
     assert "pushed version 2 to" in second.stdout
     rollout = serving_rollout.read(tmp_path / "outputs" / "sine" / "serving")
     assert (rollout.stable, rollout.canary) == (1, 2)
+
+
+def test_the_run_report_has_every_section_and_renders_in_chromium(sine_run):
+    from tests.report_checks import check_report, screenshot
+
+    _, _, _, summary = sine_run
+    report = Path(summary["report"])
+    # x/y scatter, training curves
+    check_report(report, expected_charts=2, must_contain=["eval mean absolute error", "int8 .tflite bytes",
+                                                          "float / int8 mean absolute error"])
+    screenshot(report)

@@ -249,6 +249,13 @@ def check_trained(history: keras.callbacks.History, trainer: Dict) -> None:
         )
 
 
+def save_history(curves: Dict[str, List[float]], model_run_dir: str) -> None:
+    """Per-epoch metrics of the model that is kept (model_run/history.json): the run report draws them."""
+    os.makedirs(model_run_dir, exist_ok=True)
+    with open(os.path.join(model_run_dir, "history.json"), "w") as f:
+        json.dump({key: [float(v) for v in values] for key, values in curves.items()}, f, indent=2)
+
+
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -314,8 +321,7 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
         for key, values in more.history.items():
             curves.setdefault(key, []).extend(float(v) for v in values)
 
-    with open(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
-        json.dump(curves, f, indent=2)
+    save_history(curves, fn_args.model_run_dir)
     export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
     save_weights(model, fn_args.serving_model_dir)  # a later run may warm-start from them
     export_edge_model(

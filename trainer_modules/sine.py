@@ -9,8 +9,9 @@ above the noise's 0.01). So training restarts from a fresh initialisation
 while the eval MSE stays above `stuck_mse`, up to `restarts` times, and the
 best attempt is kept: a run does not depend on a lucky seed.
 """
+import dataclasses
 import os
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -18,7 +19,7 @@ from absl import logging
 from pydantic import BaseModel, ConfigDict, Field
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from trainer_modules.base import EpochLogger, check_trained
+from trainer_modules.base import EpochLogger, check_trained, save_history
 from trainer_modules.distribution import choose_strategy
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
 from trainer_modules.warm_start import save_weights, warm_start
@@ -84,6 +85,12 @@ class SineEdgeInputs(tf.Module):
         return {"inputs": x, "label": y[:, 0]}
 
 
+@dataclasses.dataclass
+class Fit:
+    model: keras.Model
+    curves: Dict[str, List[float]]
+
+
 def fit_once(trainer: dict, hp: Hyperparameters, strategy, train_ds, eval_ds, attempt: int, log_dir: str,
              base_model: Optional[str] = None):
     keras.utils.set_random_seed(trainer["seed"] + attempt)
@@ -99,10 +106,11 @@ def fit_once(trainer: dict, hp: Hyperparameters, strategy, train_ds, eval_ds, at
     if trainer["early_stopping_patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=trainer["early_stopping_patience"], restore_best_weights=True))
-    check_trained(model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0),
-                  trainer)
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0)
+    check_trained(history, trainer)
+    curves = dict(history.history)  # copied: evaluate() below empties the model's History
     eval_mse = float(model.evaluate(eval_ds, verbose=0, return_dict=True)["loss"])
-    return model, eval_mse
+    return Fit(model, curves), eval_mse
 
 
 def train_with_restarts(fit: Callable[[int], Tuple[keras.Model, float]], hp: Hyperparameters):
@@ -127,10 +135,12 @@ def run_fn(fn_args: FnArgs) -> None:
     train_ds = make_dataset(fn_args.train_files, global_batch, training=True, seed=trainer["seed"])
     eval_ds = make_dataset(fn_args.eval_files, global_batch, training=False, seed=trainer["seed"])
 
-    best_model, best_mse = train_with_restarts(
+    best, best_mse = train_with_restarts(
         lambda attempt: fit_once(trainer, hp, strategy, train_ds, eval_ds, attempt, fn_args.model_run_dir,
                                  fn_args.base_model), hp)
+    best_model = best.model
     save_weights(best_model, fn_args.serving_model_dir)  # a later run may warm-start from them
+    save_history(best.curves, fn_args.model_run_dir)  # the kept attempt's curves
     serving = SineServing(best_model)
     tf.saved_model.save(serving, fn_args.serving_model_dir,
                         signatures={"serving_default": serving.serve_x, "serving_examples": serving.serve_examples})

@@ -1,0 +1,237 @@
+"""One self-contained HTML page per run: outputs/<pipeline>/reports/<run id>/report.html.
+
+Everything comes from the run's artifacts in ML Metadata: the examples (counts
+per class and split, sample images, image sizes), the ingest report (skipped
+files), the ExampleValidator's anomalies, the Trainer's history, the
+Evaluator's metrics and confusion matrix, and the pushes. Charts are drawn
+with matplotlib and inlined as PNG; the page is a jinja2 template.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import io
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import jinja2
+
+from components.artifacts import IngestReport
+from pipelines.run import RunSummary, run_output_artifacts
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SAMPLES_PER_CLASS = 8
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _split_dirs(examples_uri: str) -> Dict[str, Path]:
+    return {p.name[len("Split-"):]: p for p in sorted(Path(examples_uri).glob("Split-*"))}
+
+
+def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> Dict:
+    """Counts per class and split, a grid of samples per class, image sizes, skipped files."""
+    import tensorflow as tf
+    from PIL import Image
+
+    plt = _pyplot()
+    counts: Dict[str, collections.Counter] = {}
+    samples: Dict[str, List[bytes]] = collections.defaultdict(list)
+    sizes = []
+    for split, folder in _split_dirs(examples_uri).items():
+        counts[split] = collections.Counter()
+        for record in tf.data.TFRecordDataset(sorted(map(str, folder.glob("*.gz"))), compression_type="GZIP"):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            name = feature["label_name"].bytes_list.value[0].decode() or "(unlabelled)"
+            counts[split][name] += 1
+            sizes.append((feature["width"].int64_list.value[0], feature["height"].int64_list.value[0]))
+            if split == "train" and len(samples[name]) < SAMPLES_PER_CLASS:
+                samples[name].append(feature["image"].bytes_list.value[0])
+    classes = sorted({name for c in counts.values() for name in c})
+
+    figure, axes = plt.subplots(figsize=(max(6, 0.5 * len(classes)), 3))
+    width = 0.8 / max(1, len(counts))
+    for index, (split, counter) in enumerate(counts.items()):
+        axes.bar([i + index * width for i in range(len(classes))], [counter[c] for c in classes], width, label=split)
+    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes, rotation=45, ha="right")
+    axes.set_ylabel("images")
+    axes.legend()
+    per_class_chart = _png(figure)
+
+    rows = len(classes)
+    figure, axes = plt.subplots(rows, SAMPLES_PER_CLASS, figsize=(SAMPLES_PER_CLASS * 0.9, rows * 0.9), squeeze=False)
+    for row, name in enumerate(classes):
+        for column in range(SAMPLES_PER_CLASS):
+            axis = axes[row][column]
+            axis.axis("off")
+            if column < len(samples[name]):
+                image = Image.open(io.BytesIO(samples[name][column]))
+                image.thumbnail((96, 96))
+                axis.imshow(image.convert("RGB"))
+        axes[row][0].set_title(name, fontsize=8, loc="left")
+    samples_chart = _png(figure)
+
+    figure, axes = plt.subplots(figsize=(4, 3))
+    axes.scatter([w for w, _ in sizes], [h for _, h in sizes], s=6, alpha=0.3)
+    axes.set_xlabel("width (pixels)")
+    axes.set_ylabel("height (pixels)")
+    sizes_chart = _png(figure)
+
+    ingest = {}
+    if ingest_report_uri and (Path(ingest_report_uri) / "ingest_report.json").is_file():
+        ingest = json.loads((Path(ingest_report_uri) / "ingest_report.json").read_text())
+    return {
+        "kind": "images",
+        "counts": {split: dict(counter) for split, counter in counts.items()},
+        "classes": classes,
+        "charts": {"per_class": per_class_chart, "samples": samples_chart, "sizes": sizes_chart},
+        "skipped": ingest.get("skipped", []),
+        "empty_class_folders": ingest.get("empty_class_folders", []),
+        "span_folders": ingest.get("span_folders", []),
+    }
+
+
+def table_data_section(examples_uri: str) -> Dict:
+    """Generated tabular data (sine): examples per split and a scatter of the train split."""
+    import tensorflow as tf
+
+    plt = _pyplot()
+    counts, points = {}, []
+    for split, folder in _split_dirs(examples_uri).items():
+        counts[split] = 0
+        for record in tf.data.TFRecordDataset(sorted(map(str, folder.glob("*.gz"))), compression_type="GZIP"):
+            counts[split] += 1
+            if split == "train":
+                feature = tf.train.Example.FromString(record.numpy()).features.feature
+                points.append((feature["x"].float_list.value[0], feature["y"].float_list.value[0]))
+    figure, axes = plt.subplots(figsize=(5, 3))
+    axes.scatter([x for x, _ in points], [y for _, y in points], s=4)
+    axes.set_xlabel("x")
+    axes.set_ylabel("y")
+    return {"kind": "table", "counts": counts, "charts": {"scatter": _png(figure)}}
+
+
+def anomalies_section(anomalies_uri: Optional[str]) -> Dict[str, List[str]]:
+    """Per split, the ExampleValidator's anomalies (feature: description)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    result = {}
+    for split, folder in _split_dirs(anomalies_uri).items() if anomalies_uri else []:
+        anomalies = anomalies_pb2.Anomalies()
+        anomalies.ParseFromString((folder / "SchemaDiff.pb").read_bytes())
+        result[split] = [f"{name}: {info.description}" for name, info in anomalies.anomaly_info.items()]
+        result[split] += [f"dataset: {reason.description}" for reason in anomalies.dataset_anomaly_info.reason]
+    return result
+
+
+def training_section(model_run_uri: Optional[str]) -> Dict:
+    history_path = Path(model_run_uri) / "history.json" if model_run_uri else None
+    if not history_path or not history_path.is_file():
+        return {}
+    history = json.loads(history_path.read_text())
+    plt = _pyplot()
+    metrics = [name for name in history if not name.startswith("val_") and name != "learning_rate"]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
+    for axis, name in zip(axes[0], metrics):
+        epochs = range(1, len(history[name]) + 1)
+        axis.plot(epochs, history[name], label=f"train {name}")
+        if f"val_{name}" in history:
+            axis.plot(epochs, history[f"val_{name}"], label=f"eval {name}")
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.legend()
+    final = {name: values[-1] for name, values in history.items() if values}
+    return {"epochs": len(next(iter(history.values()), [])), "final": final, "chart": _png(figure)}
+
+
+def confusion_section(evaluation_uri: Optional[str], classes: List[str]) -> Dict:
+    """The eval split's confusion matrix (TFMA's MultiClassConfusionMatrixPlot), with precision and recall."""
+    if not evaluation_uri or not classes:
+        return {}
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+
+    matrix = np.zeros((len(classes), len(classes)))
+    for plots in tfma.load_plots(evaluation_uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for key_and_value in plots.plot_keys_and_values:
+            if key_and_value.key.model_name == "baseline":
+                continue
+            for table in key_and_value.value.multi_class_confusion_matrix_at_thresholds.matrices[:1]:
+                for entry in table.entries:
+                    if 0 <= entry.actual_class_id < len(classes) and 0 <= entry.predicted_class_id < len(classes):
+                        matrix[entry.actual_class_id, entry.predicted_class_id] += entry.num_weighted_examples
+    if not matrix.sum():
+        return {}
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(0.45 * len(classes) + 2, 0.45 * len(classes) + 1.5))
+    axes.imshow(matrix, cmap="Blues")
+    for (row, column), value in np.ndenumerate(matrix):
+        if value:
+            axes.text(column, row, int(value), ha="center", va="center", fontsize=7,
+                      color="white" if value > matrix.max() / 2 else "black")
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    per_class = []
+    for index, name in enumerate(classes):
+        predicted, actual = matrix[:, index].sum(), matrix[index, :].sum()
+        per_class.append({"class": name, "support": int(actual),
+                          "precision": matrix[index, index] / predicted if predicted else None,
+                          "recall": matrix[index, index] / actual if actual else None})
+    return {"chart": _png(figure), "per_class": per_class}
+
+
+def write_report(loaded, summary: RunSummary, store, run, reports_dir: Path) -> Path:
+    """Writes reports/<run id>/report.html (atomically) and returns its path."""
+    artifacts = {}
+    for node, kind, artifact in run_output_artifacts(store, run):
+        artifacts.setdefault(kind, artifact.uri)
+    spec = loaded.spec
+    if spec.data.generate:
+        data = table_data_section(artifacts["Examples"]) if "Examples" in artifacts else {}
+    else:
+        data = image_data_section(artifacts["Examples"], artifacts.get(IngestReport.TYPE_NAME)) if "Examples" in artifacts else {}
+    evaluation = spec.evaluation
+    thresholds = ({"min accuracy": evaluation.min_accuracy, "max drop below the baseline": evaluation.max_accuracy_drop}
+                  if spec.task == "classification" else
+                  {"max mean absolute error": evaluation.max_mean_absolute_error,
+                   "max increase over the baseline": evaluation.max_mean_absolute_error_increase})
+    page = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True).get_template(
+        "report.html.j2").render(
+        spec_path=str(loaded.path), summary=summary, status=summary.status, data=data,
+        anomalies=anomalies_section(artifacts.get("ExampleAnomalies")),
+        training=training_section(artifacts.get("ModelRun")),
+        confusion=confusion_section(artifacts.get("ModelEvaluation"), data.get("classes", [])),
+        thresholds=thresholds, task=spec.task,
+    )
+    out_dir = reports_dir / summary.run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temporary = out_dir / ".report.html.tmp"
+    temporary.write_text(page, encoding="utf-8")
+    temporary.replace(out_dir / "report.html")
+    return out_dir / "report.html"
+
+
+def latest_report(reports_dir: Path) -> Optional[Path]:
+    reports = sorted(reports_dir.glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+    return reports[-1] if reports else None
