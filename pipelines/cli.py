@@ -40,19 +40,27 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
         summary = runs.run_pipeline(loaded, progress=progress, runner=runner)
     except runs.PipelineBusy as exc:
         console.print(f"[red]refused:[/red] {exc}", highlight=False)
-        if as_json:
-            click.echo(json.dumps({"pipeline": loaded.name, "status": "busy", "error": str(exc)}))
-        sys.exit(runs.EXIT_FAILED)
+        _finish(loaded, {"pipeline": loaded.name, "status": "busy", "error": str(exc)}, as_json, runs.EXIT_FAILED)
     except Exception as exc:  # report, then fail with the documented code
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        if as_json:
-            click.echo(json.dumps({"pipeline": loaded.name, "status": "failed", "error": str(exc)}))
-        sys.exit(runs.EXIT_FAILED)
-    if as_json:
-        click.echo(json.dumps({**summary.to_dict(), "status": summary.status}))
-    else:
+        _finish(loaded, {"pipeline": loaded.name, "status": "failed", "error": str(exc)}, as_json, runs.EXIT_FAILED)
+    if not as_json:
         click.echo(runs.describe(summary))
-    sys.exit(summary.exit_code)
+    _finish(loaded, {**summary.to_dict(), "status": summary.status}, as_json, summary.exit_code)
+
+
+def _finish(loaded, outcome: dict, as_json: bool, exit_code: int) -> None:
+    """The JSON line (with --json), the webhook (with notify.webhook), then the exit code."""
+    if as_json:
+        click.echo(json.dumps(outcome))
+    if loaded.spec.notify:
+        from pipelines.notify import post_summary
+
+        problem = post_summary(loaded.spec.notify.webhook, outcome, loaded.spec.notify.timeout_seconds)
+        if problem:
+            console.print(f"[yellow]warning:[/yellow] notify.webhook {loaded.spec.notify.webhook}: {problem}",
+                          highlight=False)
+    sys.exit(exit_code)
 
 
 @main.command("runs")

@@ -195,6 +195,18 @@ class BeamSpec(_Strict):
     )
 
 
+class NotifySpec(_Strict):
+    webhook: str = Field(..., description="URL that receives the run's JSON summary (POST) on every outcome.")
+    timeout_seconds: float = Field(10, gt=0, le=300, description="How long to wait for the webhook.")
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://hooks.example.com/imagepipe)")
+        return value
+
+
 class KubeflowSpec(_Strict):
     image: str = Field(..., description="Container image every compiled task runs (built from the Dockerfile), "
                        "e.g. us-docker.pkg.dev/my-project/ml/imagepipe:1.0.")
@@ -230,6 +242,7 @@ class Spec(_Strict):
         "DirectRunner in multi-processing mode (or wherever beam.pipeline_args point)."
     )
     beam: BeamSpec = Field(default_factory=BeamSpec)
+    notify: Optional[NotifySpec] = Field(None, description="Post each run's JSON summary to a webhook.")
     kubeflow: Optional[KubeflowSpec] = Field(None, description="Where `imagepipe compile --target kubeflow` points "
                                              "the compiled pipeline.")
 

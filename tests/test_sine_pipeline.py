@@ -19,6 +19,7 @@ import yaml
 from components.edge_pusher import tflite_tools
 from components.edge_pusher.verify import BundleMismatch, verify_bundle
 from pipelines import run as runs
+from tests.test_notify import local_webhook
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -37,10 +38,21 @@ def sine_run(tmp_path_factory):
     spec["data"]["root"] = str(root / "data" / "sine")
     spec["output_dir"] = str(root / "outputs")
     spec_path = root / "sine.yaml"
-    spec_path.write_text(yaml.safe_dump(spec))
-    result = imagepipe("run", str(spec_path), "--json")
+    with local_webhook() as (url, received):
+        spec["notify"] = {"webhook": url}
+        spec_path.write_text(yaml.safe_dump(spec))
+        result = imagepipe("run", str(spec_path), "--json")
     assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
-    return root, spec_path, spec, json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary["notified"] = received
+    return root, spec_path, spec, summary
+
+
+def test_the_webhook_received_the_same_summary(sine_run):
+    *_, summary = sine_run
+    notified = summary.pop("notified")
+    assert notified == [{key: value for key, value in summary.items()}]
+    assert notified[0]["status"] == "pushed"
 
 
 def bundle_dir(root):
