@@ -247,7 +247,7 @@ class ProgressHandler(logging.Handler):
                 self._emit_progress(f"running {node.group(1)}")
         elif message.startswith("A cached execution"):
             self._emit_progress("  reused the cached result")
-        elif message.startswith("imagepipe epoch"):
+        elif message.startswith("imagepipe "):  # our components' and trainers' own progress lines
             self._emit_progress("  " + message[len("imagepipe "):])
 
 

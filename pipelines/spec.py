@@ -185,6 +185,14 @@ class PushSpec(_Strict):
         None, description="Also push float and int8 TFLite models and a microcontroller bundle to outputs/<pipeline>/edge/."
     )
 
+    @model_validator(mode="after")
+    def _somewhere(self) -> "PushSpec":
+        # Without a target a blessed model would go nowhere and the run could only report "not pushed".
+        if not self.serving and self.edge is None:
+            raise ValueError("push.serving is false and there is no push.edge: a blessed model would go nowhere; "
+                             "fix: set push.serving: true, or add a push.edge section")
+        return self
+
 
 class BeamSpec(_Strict):
     direct_num_workers: int = Field(0, ge=0, description="runner beam: DirectRunner worker processes; 0 = one per core.")

@@ -1,12 +1,14 @@
 """ImageExampleGen's executor on a small folder of JPEG, PNG, GIF, BMP, grayscale, RGBA and broken files."""
 import json
+import pathlib
+import time
 
 import apache_beam as beam
 import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that
 
-from components.image_example_gen import executor
+from components.image_example_gen import executor, progress
 from tests.conftest import encode, gradient
 
 
@@ -126,3 +128,28 @@ def test_a_class_added_in_the_newest_drop_stops_ingestion_unless_the_spec_allows
     examples = run_transform(data, report, "span-2/*/*", allow_class_changes=1, **latest_only)
     assert {feature(ex, "label_name"): feature(ex, "label") for ex in examples.values()} == {
         b"birds": 0, b"cats": 1, b"dogs": 2}
+
+
+def test_workers_counts_add_up_to_every_file_decoded_or_skipped(mixed_image_folder, tmp_path):
+    lines = []
+    with progress.watch(lambda: executor.read_ingest_report(str(tmp_path))["files_found"], lines.append,
+                        interval=0.01) as folder:
+        run_transform(mixed_image_folder, tmp_path, **{executor._PROGRESS_DIR_KEY: folder})
+        counted = progress.total(folder)
+        time.sleep(0.1)  # one more report after the last count
+    assert counted == 9  # 6 ingested + 3 skipped: every file is counted once
+    assert lines[-1].startswith("imagepipe ingested 9/9 files (100%")
+    assert not pathlib.Path(folder).exists()
+
+
+def test_a_worker_that_cannot_reach_the_progress_folder_keeps_working(tmp_path):
+    count = progress.WorkerCount(str(tmp_path / "not-on-this-machine"), interval=0)
+    count.add(3)
+    count.add(2)  # no error, no file
+    assert not (tmp_path / "not-on-this-machine").exists()
+    written = progress.WorkerCount(str(tmp_path), interval=3600)
+    written.add(5)  # the first add writes; later ones wait for the interval or a flush
+    written.add(1)
+    assert progress.total(str(tmp_path)) == 5
+    written.flush()
+    assert progress.total(str(tmp_path)) == 6

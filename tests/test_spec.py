@@ -51,6 +51,7 @@ def test_the_shipped_specs_are_valid():
         ({"trainer__hyperparameters": {"filters": "wide"}}, "trainer", "hyperparameters.filters"),
         ({"pipeline": "../escape"}, "pipeline", "not a safe pipeline name"),
         ({"data__root": "a/{SPAN}/b/{SPAN}"}, "(top level)", "{SPAN} once"),
+        ({"push": {"serving": False}}, "push", "a blessed model would go nowhere"),
     ],
 )
 def test_each_bad_field_names_file_field_and_fix(tmp_path, overrides, field, message):

@@ -14,10 +14,12 @@ import io
 import json
 import os
 import posixpath
+import time
 from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
+from absl import logging
 from PIL import Image, ImageOps
 from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
@@ -27,7 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen import spans
+from components.image_example_gen import progress, spans
 
 LABEL_NAMES_FILE = "label_names.json"
 REPORT_FILE = "ingest_report.json"
@@ -39,6 +41,7 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 MAX_PIXELS = 50_000_000
 _EXIF_ORIENTATION = 0x0112
 _REPORT_DIR_KEY = "_imagepipe_report_dir"
+_PROGRESS_DIR_KEY = "_imagepipe_progress_dir"
 UNLABELED_DIR_KEY = "unlabeled_dir"
 ALLOW_CLASS_CHANGES_KEY = "allow_class_changes"
 REPORT_KEY = "ingest_report"
@@ -157,15 +160,21 @@ def upright(data: bytes) -> bytes | None:
 class _ToExample(beam.DoFn):
     SKIPPED = "skipped"
 
-    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str):
+    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str, progress_dir: str | None = None):
         self._root = root
         self._label_index = label_index
         self._unlabeled_dir = unlabeled_dir
+        self._progress_dir = progress_dir
 
     def setup(self):
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        self._count = progress.WorkerCount(self._progress_dir)
+
+    def finish_bundle(self):
+        self._count.flush()
 
     def process(self, relative_path: str) -> Iterable[Any]:
+        self._count.add()
         class_name = posixpath.basename(posixpath.dirname(relative_path))
         try:
             with fileio.open(posixpath.join(self._root, relative_path), "rb") as f:
@@ -246,7 +255,8 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
         # Reshuffle so that decoding spreads over all workers, not one.
         | "Spread" >> beam.Reshuffle()
         | "Decode" >> beam.ParDo(
-            _ToExample(input_base, {name: i for i, name in enumerate(classes)}, unlabeled_dir)
+            _ToExample(input_base, {name: i for i, name in enumerate(classes)}, unlabeled_dir,
+                       exec_properties.get(_PROGRESS_DIR_KEY))
         ).with_outputs(_ToExample.SKIPPED, main="examples")
     )
     _ = (
@@ -268,8 +278,12 @@ class Executor(BaseExampleGenExecutor):
         report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         fileio.makedirs(report.uri)
-        exec_properties = dict(exec_properties, **{_REPORT_DIR_KEY: report.uri})
-        self._write_examples(examples, exec_properties)
+        started = time.monotonic()
+        # The file list is made when the Beam job is built; its count is in the report by the time decoding starts.
+        files_found = lambda: read_ingest_report(report.uri)["files_found"]  # noqa: E731
+        with progress.watch(files_found) as progress_dir:
+            exec_properties = dict(exec_properties, **{_REPORT_DIR_KEY: report.uri, _PROGRESS_DIR_KEY: progress_dir})
+            self._write_examples(examples, exec_properties)
         summary = read_ingest_report(report.uri)
         # The class list travels with the examples, so the Trainer and the
         # Pusher read the same vocabulary that labelled the data.
@@ -277,7 +291,11 @@ class Executor(BaseExampleGenExecutor):
         summary["skipped"] = read_skipped(report.uri)
         summary["files_skipped"] = len(summary["skipped"])
         summary["files_ingested"] = summary["files_found"] - summary["files_skipped"]
+        summary["seconds"] = round(time.monotonic() - started, 1)
         _write_json(posixpath.join(report.uri, REPORT_FILE), summary)
+        logging.info("%s %s of %s files in %.1f s; %s skipped%s", progress.LOG_PREFIX,
+                     f"{summary['files_ingested']:,}", f"{summary['files_found']:,}", summary["seconds"],
+                     f"{summary['files_skipped']:,}", " (the run report says why)" if summary["files_skipped"] else "")
         for artifact in (report, examples):
             artifact.set_int_custom_property("num_classes", len(summary["label_names"]))
             artifact.set_int_custom_property("files_ingested", summary["files_ingested"])
