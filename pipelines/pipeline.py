@@ -129,6 +129,8 @@ def image_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
         unlabeled_dir=spec.data.unlabeled_dir,
         span_count=span_count(spec.data.spans),
         allow_class_changes=spec.data.allow_class_changes,
+        labels_per_class=spec.data.labels_per_class or 0,
+        labels_seed=spec.data.labels_seed,
     )
     statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
     transform = tfx.components.Transform(

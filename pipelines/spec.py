@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPAN_TOKEN = "{SPAN}"
-TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer", "sine")
+TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer", "mixmatch", "sine")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -74,6 +74,12 @@ class DataSpec(_Strict):
         False, description="With {SPAN}: let a span's class folders differ from the previous span's (the label "
         "indices then change; the run stops otherwise).",
     )
+    labels_per_class: Optional[int] = Field(
+        None, ge=1, description="Keep only this many labels per class in the train split (chosen by a seeded hash of "
+        "the path); the rest of the train split becomes unlabelled, the eval split keeps all its labels. For "
+        "semi-supervised training (trainer.module: mixmatch) and its supervised baseline on the same labels.",
+    )
+    labels_seed: int = Field(0, description="Seed of the hash that picks which labels data.labels_per_class keeps.")
     train_buckets: int = Field(4, ge=1, description="Hash buckets of the train split (by relative path).")
     eval_buckets: int = Field(1, ge=1, description="Hash buckets of the eval split (by relative path).")
 

@@ -7,7 +7,9 @@ import pytest
 
 from pipelines.spec import TRAINER_MODULES, module_task
 
-IMAGE_FAMILIES = [name for name in TRAINER_MODULES if module_task(name) == "classification"]
+# A family builds a Keras model; mixmatch is a way of training one of them (tests/test_mixmatch.py).
+IMAGE_FAMILIES = [name for name in TRAINER_MODULES
+                  if module_task(name) == "classification" and hasattr(importlib.import_module(f"trainer_modules.{name}"), "build_model")]
 
 # Small settings so each family builds and steps in seconds on a CPU.
 SMALL = {

@@ -153,3 +153,50 @@ def test_a_worker_that_cannot_reach_the_progress_folder_keeps_working(tmp_path):
     assert progress.total(str(tmp_path)) == 5
     written.flush()
     assert progress.total(str(tmp_path)) == 6
+
+
+def digits_folder(root, classes=3, per_class=20):
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            (root / f"c{c}" / f"{i:02d}.png").write_bytes(encode(gradient(6, 6, 1), "PNG"))
+    return root
+
+
+def output_config_json():
+    from components.image_example_gen.component import ImageExampleGen
+
+    # The component stores its output config as JSON, exactly as the executor receives it.
+    component = ImageExampleGen(input_base="/unused", input_pattern="*/*", train_buckets=4, eval_buckets=1)
+    return component.exec_properties["output_config"]
+
+
+def test_labels_per_class_keeps_that_many_labels_in_the_train_split_only(tmp_path):
+    root = digits_folder(tmp_path / "images")
+    config = output_config_json()
+    examples = run_transform(root, tmp_path, labels_per_class=2, labels_seed=7, output_config=config)
+    assert len(examples) == 60  # nothing is left out, only labels are
+    split = {name: executor.split_of(name, config) for name in examples}
+    assert set(split.values()) == {"train", "eval"}
+    for c in range(3):
+        train = [n for n in examples if n.startswith(f"c{c}/") and split[n] == "train"]
+        labelled = [n for n in train if feature(examples[n], "label") == c]
+        assert len(labelled) == 2
+        assert all((feature(examples[n], "label"), feature(examples[n], "label_name")) == (-1, b"")
+                   for n in set(train) - set(labelled))
+    assert all(feature(ex, "label") >= 0 for n, ex in examples.items() if split[n] == "eval")
+    report = executor.read_ingest_report(str(tmp_path))
+    assert report["labels_per_class"] == 2
+    assert report["labels_dropped"] == sum(1 for n in examples if split[n] == "train") - 6
+
+
+def test_the_kept_labels_depend_on_the_seed_not_on_the_listing_order(tmp_path):
+    root = digits_folder(tmp_path / "images")
+    config = output_config_json()
+    files = {f"c{c}": sorted(f"c{c}/{i:02d}.png" for i in range(20)) for c in range(3)}
+    dropped = executor.labels_to_drop(files, ["c0", "c1", "c2"], 2, 7, config)
+    reversed_listing = {name: list(reversed(paths)) for name, paths in files.items()}
+    assert executor.labels_to_drop(reversed_listing, ["c0", "c1", "c2"], 2, 7, config) == dropped
+    assert executor.labels_to_drop(files, ["c0", "c1", "c2"], 2, 8, config) != dropped
+    # A class with fewer train images than asked for keeps them all.
+    assert executor.labels_to_drop(files, ["c0", "c1", "c2"], 100, 7, config) == []

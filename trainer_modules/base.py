@@ -124,8 +124,10 @@ def make_dataset(
     augment: Callable | None = None,
     seed: int = 42,
     drop_remainder: bool = True,
+    labelled: bool = True,
 ) -> tf.data.Dataset:
-    """(images float32 [batch, h, w, c], labels int64 [batch]) batches of the labelled examples."""
+    """(images float32 [batch, h, w, c], labels int64 [batch]) batches of the labelled examples
+    (`labelled=False`: of the unlabelled ones, label -1, which only semi-supervised trainers use)."""
     files = tf.data.Dataset.list_files(file_patterns, shuffle=training, seed=seed)
     records = files.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
@@ -137,8 +139,7 @@ def make_dataset(
         records.batch(_PARSE_BATCH)
         .map(lambda serialized: parse_and_transform(serialized, transform), num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
-        # label -1 marks unlabelled images, which only semi-supervised trainers use.
-        .filter(lambda image, label: label >= 0)
+        .filter(lambda image, label: (label >= 0) == labelled)
     )
     if cache:
         dataset = dataset.cache()
@@ -322,15 +323,21 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
             curves.setdefault(key, []).extend(float(v) for v in values)
 
     save_history(curves, fn_args.model_run_dir)
+    export_all(model, fn_args, tft_output, label_names, image)
+    return model
+
+
+def export_all(model: keras.Model, fn_args: FnArgs, tft_output: tft.TFTransformOutput, label_names: List[str],
+               image: Dict) -> None:
+    """The serving SavedModel, the Keras weights (a later run may warm-start from them) and the edge export."""
     export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
-    save_weights(model, fn_args.serving_model_dir)  # a later run may warm-start from them
+    save_weights(model, fn_args.serving_model_dir)
     export_edge_model(
-        model, input_shape, ImageEdgeInputs(tft_output),
+        model, (image["height"], image["width"], image["channels"]), ImageEdgeInputs(tft_output),
         {"task": "classification", "labels": label_names, "input_preprocessing": describe_preprocessing(image),
          "output_meaning": "class probabilities, in the order of labels"},
         edge_export_dir(fn_args.serving_model_dir),
     )
-    return model
 
 
 def make_run_fn(build_model: Callable, hyperparameters_class: Type[BaseModel],

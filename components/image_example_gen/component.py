@@ -24,6 +24,8 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         executor.UNLABELED_DIR_KEY: ExecutionParameter(type=str),
         spans.SPAN_COUNT_KEY: ExecutionParameter(type=int),
         executor.ALLOW_CLASS_CHANGES_KEY: ExecutionParameter(type=int),
+        executor.LABELS_PER_CLASS_KEY: ExecutionParameter(type=int),
+        executor.LABELS_SEED_KEY: ExecutionParameter(type=int),
         spans.SPAN_PATTERN_KEY: ExecutionParameter(type=str),
     }
     OUTPUTS = {
@@ -47,6 +49,8 @@ class ImageExampleGen(FileBasedExampleGen):
         range_config: Optional[range_config_pb2.RangeConfig] = None,
         span_count: int = 1,
         allow_class_changes: bool = False,
+        labels_per_class: int = 0,
+        labels_seed: int = 0,
     ):
         """`input_pattern` is relative to `input_base` and ends in `*/*`
         (class folder / file), e.g. `*/*` or `span-{SPAN}/*/*`. With {SPAN}:
@@ -75,6 +79,8 @@ class ImageExampleGen(FileBasedExampleGen):
             unlabeled_dir=unlabeled_dir,
             span_count=span_count,
             allow_class_changes=int(allow_class_changes),
+            labels_per_class=labels_per_class,
+            labels_seed=labels_seed,
             span_pattern=input_pattern,
             examples=types.Channel(type=standard_artifacts.Examples),
             ingest_report=types.Channel(type=IngestReport),

@@ -10,6 +10,7 @@ ingest report; it never fails the run.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -21,7 +22,7 @@ import apache_beam as beam
 import tensorflow as tf
 from absl import logging
 from PIL import Image, ImageOps
-from tfx.components.example_gen import utils, write_split
+from tfx.components.example_gen import base_example_gen_executor, utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
@@ -44,6 +45,8 @@ _REPORT_DIR_KEY = "_imagepipe_report_dir"
 _PROGRESS_DIR_KEY = "_imagepipe_progress_dir"
 UNLABELED_DIR_KEY = "unlabeled_dir"
 ALLOW_CLASS_CHANGES_KEY = "allow_class_changes"
+LABELS_PER_CLASS_KEY = "labels_per_class"
+LABELS_SEED_KEY = "labels_seed"
 REPORT_KEY = "ingest_report"
 
 
@@ -144,6 +147,30 @@ def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str, a
     return classes, sorted(empty - set(classes)), files_by_class
 
 
+def split_of(relative_path: str, output_config_json: str) -> str:
+    """The split TFX's ExampleGen puts this file in (its partition function, on the `filename` feature)."""
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(output_config_json, output_config)
+    splits = output_config.split_config.splits
+    buckets = [sum(split.hash_buckets for split in splits[:i + 1]) for i in range(len(splits))]
+    example = tf.train.Example(features=tf.train.Features(feature={"filename": _bytes_feature(relative_path.encode("utf-8"))}))
+    return splits[base_example_gen_executor._PartitionFn(example, len(buckets), buckets, output_config.split_config)].name
+
+
+def labels_to_drop(files_by_class: Dict[str, List[str]], classes: List[str], labels_per_class: int, seed: int,
+                   output_config_json: str) -> List[str]:
+    """Train-split files whose labels are dropped so that `labels_per_class` per class stay labelled
+    (the semi-supervised protocol: 25 per class = CIFAR-10's 250 labels). Which ones stay is decided
+    by a seeded hash of the path: the same files for the same seed, whatever the order on disk.
+    The eval split keeps every label."""
+    dropped = []
+    for name in classes:
+        train = [f for f in files_by_class[name] if split_of(f, output_config_json) == "train"]
+        ranked = sorted(train, key=lambda f: hashlib.sha256(f"{seed}:{f}".encode("utf-8")).hexdigest())
+        dropped.extend(ranked[labels_per_class:])
+    return sorted(dropped)
+
+
 def upright(data: bytes) -> bytes | None:
     """A JPEG whose EXIF says it is rotated or mirrored, turned upright and
     stored as PNG (lossless); None when nothing needs turning. TensorFlow's
@@ -160,11 +187,13 @@ def upright(data: bytes) -> bytes | None:
 class _ToExample(beam.DoFn):
     SKIPPED = "skipped"
 
-    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str, progress_dir: str | None = None):
+    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str, progress_dir: str | None = None,
+                 drop_labels: Iterable[str] = ()):
         self._root = root
         self._label_index = label_index
         self._unlabeled_dir = unlabeled_dir
         self._progress_dir = progress_dir
+        self._drop_labels = frozenset(drop_labels)
 
     def setup(self):
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -192,7 +221,7 @@ class _ToExample(beam.DoFn):
             )
             return
         beam.metrics.Metrics.counter("ImageExampleGen", "images_ingested").inc()
-        is_unlabeled = class_name == self._unlabeled_dir
+        is_unlabeled = class_name == self._unlabeled_dir or relative_path in self._drop_labels
         example = tf.train.Example(features=tf.train.Features(feature={
             "image": _bytes_feature(data),
             "label": _int_feature(-1 if is_unlabeled else self._label_index[class_name]),
@@ -241,6 +270,9 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
     report_dir = exec_properties[_REPORT_DIR_KEY]
     _write_json(posixpath.join(report_dir, LABEL_NAMES_FILE), classes)
     all_files = [f for files in files_by_class.values() for f in files]
+    labels_per_class = exec_properties.get(LABELS_PER_CLASS_KEY) or 0
+    dropped = labels_to_drop(files_by_class, classes, labels_per_class, exec_properties.get(LABELS_SEED_KEY) or 0,
+                             exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY]) if labels_per_class else []
     _write_json(posixpath.join(report_dir, REPORT_FILE), {
         "data_root": data_root,
         "span_folders": folders,
@@ -248,6 +280,8 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
         "empty_class_folders": empty,
         "files_per_class": {name: len(files) for name, files in files_by_class.items()},
         "files_found": len(all_files),
+        "labels_per_class": labels_per_class or None,
+        "labels_dropped": len(dropped),
     })
     results = (
         pipeline
@@ -256,7 +290,7 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
         | "Spread" >> beam.Reshuffle()
         | "Decode" >> beam.ParDo(
             _ToExample(input_base, {name: i for i, name in enumerate(classes)}, unlabeled_dir,
-                       exec_properties.get(_PROGRESS_DIR_KEY))
+                       exec_properties.get(_PROGRESS_DIR_KEY), dropped)
         ).with_outputs(_ToExample.SKIPPED, main="examples")
     )
     _ = (

@@ -1,0 +1,121 @@
+"""Benchmark: MixMatch vs. supervised-only on 25 labels per class (the paper's 250-label protocol).
+
+  python bench/mixmatch.py [steps] [seeds]   (default 1,000 steps, 1 seed; writes bench/results/mixmatch.json)
+
+On the embedded digits (data/digits, `imagepipe data digits`), pipelines/digits-mixmatch.yaml's
+split rule, labels, backbone and MixMatch settings: the train split keeps 25 labels per class
+(the same seeded choice as ImageExampleGen's), the rest of it is the unlabelled set; the eval
+split keeps all its labels. Both runs train the same backbone with the same optimizer (AdamW,
+the same weight decay and moving average, which is what is evaluated), the same batch size and
+the same number of steps; the supervised run sees the labelled batches (with the same
+pad-and-crop augmentation) and nothing else. Target (issue 6): MixMatch >= 10 points above.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "bench" / "results"
+SPEC = REPO / "pipelines" / "digits-mixmatch.yaml"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from components.image_example_gen.executor import labels_to_drop, split_of  # noqa: E402
+from components.image_example_gen.component import ImageExampleGen  # noqa: E402
+from components.image_transform import decode_image  # noqa: E402
+from pipelines.spec import load_spec  # noqa: E402
+from trainer_modules import mixmatch  # noqa: E402
+
+
+def load_split(loaded):
+    """(train images, train labels with -1 for the dropped ones, eval images, eval labels), preprocessed
+    by the Transform graph's own function, split as ImageExampleGen splits."""
+    spec = loaded.spec
+    root = loaded.data_root
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != spec.data.unlabeled_dir)
+    files_by_class = {c: sorted(f"{c}/{p.name}" for p in (root / c).iterdir() if p.is_file()) for c in classes}
+    output_config = ImageExampleGen(  # already JSON, as the executor receives it
+        input_base=str(root), input_pattern="*/*", train_buckets=spec.data.train_buckets,
+        eval_buckets=spec.data.eval_buckets).exec_properties["output_config"]
+    dropped = set(labels_to_drop(files_by_class, classes, spec.data.labels_per_class, spec.data.labels_seed, output_config))
+    image = spec.image.model_dump()
+    preprocess = tf.function(lambda data: decode_image(data, image["height"], image["width"], image["channels"],
+                                                       image["content_margin"], image["dark_background"]))
+    splits = {"train": ([], []), "eval": ([], [])}
+    for index, name in enumerate(classes):
+        for relative in files_by_class[name]:
+            images, labels = splits[split_of(relative, output_config)]
+            images.append(preprocess(tf.io.read_file(str(root / relative))).numpy())
+            labels.append(-1 if relative in dropped else index)
+    return [np.array(a) for split in ("train", "eval") for a in splits[split]], len(classes)
+
+
+def train(hp, backbone_family, backbone_hp, images, labels, unlabeled, num_classes, steps, batch, lr, seed, semi):
+    keras.utils.set_random_seed(seed)
+    backbone = backbone_family.build_model(images.shape[1:], num_classes, backbone_hp)
+    labelled = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().shuffle(len(images), seed=seed).batch(batch)
+    if semi:
+        model = mixmatch.MixMatch(backbone, num_classes, hp)
+        data = tf.data.Dataset.zip((labelled, tf.data.Dataset.from_tensor_slices(unlabeled).repeat()
+                                    .shuffle(10000, seed=seed).batch(batch)))
+    else:
+        # The same labelled batches and augmentation, and a plain cross-entropy step.
+        model = mixmatch.Supervised(backbone, hp)
+        data = labelled
+    model.compile(optimizer=mixmatch.optimizer(lr, hp))
+    start = time.perf_counter()
+    model.fit(data.prefetch(tf.data.AUTOTUNE), steps_per_epoch=steps, epochs=1, verbose=0)
+    return backbone, time.perf_counter() - start
+
+
+def main(steps: str = "1000", seeds: str = "1") -> dict:
+    steps, seeds = int(steps), int(seeds)
+    loaded = load_spec(SPEC)
+    spec = loaded.spec
+    hp = mixmatch.Hyperparameters.model_validate(spec.trainer.hyperparameters)
+    family = importlib.import_module(f"trainer_modules.{hp.backbone}")
+    backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
+    (train_x, train_y, eval_x, eval_y), num_classes = load_split(loaded)
+    labelled = train_y >= 0
+    runs = {"supervised": [], "mixmatch": []}
+    for seed in range(seeds):
+        for name in runs:
+            model, seconds = train(hp, family, backbone_hp, train_x[labelled], train_y[labelled], train_x[~labelled],
+                                   num_classes, steps, spec.trainer.batch_size, spec.trainer.learning_rate,
+                                   spec.trainer.seed + seed, semi=name == "mixmatch")
+            accuracy = float((model.predict(eval_x, verbose=0).argmax(axis=1) == eval_y).mean())
+            runs[name].append({"seed": spec.trainer.seed + seed, "eval_accuracy": round(accuracy, 4),
+                               "train_seconds": round(seconds, 1)})
+            print(name, runs[name][-1], flush=True)
+    median = {name: statistics.median(r["eval_accuracy"] for r in rs) for name, rs in runs.items()}
+    result = {
+        "benchmark": "mixmatch",
+        "spec": "pipelines/digits-mixmatch.yaml",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "labels": int(labelled.sum()), "unlabelled": int((~labelled).sum()), "eval_images": len(eval_y),
+        "steps": steps, "batch_size": spec.trainer.batch_size, "backbone": hp.backbone,
+        "runs": runs,
+        "median_eval_accuracy": median,
+        "gain_points": round(100 * (median["mixmatch"] - median["supervised"]), 1),
+        "target_points": 10,
+    }
+    result["target_met"] = result["gain_points"] >= 10
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "mixmatch.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("labels", "unlabelled", "median_eval_accuracy", "gain_points")}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

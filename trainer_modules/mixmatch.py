@@ -1,0 +1,280 @@
+"""mixmatch: semi-supervised training when only a few images are labelled.
+
+MixMatch (Berthelot et al., 2019, https://arxiv.org/abs/1905.02249) around any
+family's model (the backbone). Each training step takes a batch of labelled
+images and a batch of unlabelled ones (label -1 in the examples):
+  1. K stochastic augmentations (pad-and-crop, optional flip) of each unlabelled
+     image, one of each labelled image;
+  2. label guessing: the model's softmax averaged over the K augmentations and
+     sharpened with temperature T;
+  3. MixUp of all of them with a shuffled copy, lambda ~ Beta(alpha, alpha),
+     lambda' = max(lambda, 1 - lambda), so each mix stays closer to its own image;
+  4. loss = cross-entropy on the labelled part + lambda_u x mean squared error
+     on the unlabelled part, lambda_u ramped up linearly from 0;
+  5. AdamW (decoupled weight decay) keeps an exponential moving average of
+     the weights; the averaged weights are the model that is evaluated and exported.
+Not done as in the paper: the interleaving of labelled and unlabelled images
+inside each batch-norm batch (our image families train without batch norm on
+digits; with batch norm the statistics mix labelled and unlabelled batches).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Dict, Tuple
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from components.image_example_gen.executor import read_label_names
+from trainer_modules.base import EpochLogger, examples_uri, export_all, make_dataset, save_history
+from trainer_modules.distribution import choose_strategy
+from trainer_modules.warm_start import warm_start
+
+TASK = "classification"
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str = Field("convnet", description="The image family in trainer_modules/ that MixMatch trains.")
+    backbone_hyperparameters: Dict[str, Any] = Field(default_factory=dict, description="The backbone family's own hyperparameters.")
+    augmentations: int = Field(2, ge=1, le=8, description="K: augmentations of each unlabelled image for label guessing.")
+    temperature: float = Field(0.5, gt=0, le=1, description="T: sharpening temperature of the guessed labels.")
+    alpha: float = Field(0.75, gt=0, description="MixUp's Beta(alpha, alpha).")
+    lambda_u: float = Field(75.0, ge=0, description="Weight of the unlabelled loss after the ramp-up.")
+    rampup_steps: int = Field(1000, ge=0, description="Steps over which lambda_u rises linearly from 0 (paper: 16,000).")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the weights' moving average, the exported model.")
+    weight_decay: float = Field(0.02, ge=0, description="Decoupled weight decay, times the learning rate per step (the authors' 0.02).")
+    pad_crop: float = Field(0.125, ge=0, lt=0.5, description="Pad each side by this fraction of the side, then crop back at random.")
+    flip: bool = Field(False, description="Random horizontal flips (the paper's CIFAR-10 setting; not for digits or text).")
+    steps_per_epoch: int = Field(100, ge=1, description="Training steps (labelled + unlabelled batch pairs) per epoch.")
+
+    @field_validator("backbone")
+    @classmethod
+    def _image_family(cls, value: str) -> str:
+        if value in ("mixmatch", "sine"):
+            raise ValueError(f"backbone {value!r} is not an image family; use e.g. convnet or dense")
+        try:
+            family = importlib.import_module(f"trainer_modules.{value}")
+        except ModuleNotFoundError:
+            raise ValueError(f"unknown backbone {value!r}: no trainer_modules/{value}.py") from None
+        if not hasattr(family, "build_model"):
+            raise ValueError(f"trainer_modules/{value}.py has no build_model")
+        return value
+
+    @model_validator(mode="after")
+    def _backbone_hyperparameters(self) -> "Hyperparameters":
+        family = importlib.import_module(f"trainer_modules.{self.backbone}")
+        family.Hyperparameters.model_validate(self.backbone_hyperparameters)  # its errors name the field
+        return self
+
+
+def sharpen(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:
+    """p_i^(1/T) / sum_j p_j^(1/T): lower entropy, same most likely class."""
+    powered = tf.pow(probabilities, 1.0 / temperature)
+    return powered / tf.reduce_sum(powered, axis=-1, keepdims=True)
+
+
+def guess_labels(predictions: list[tf.Tensor], temperature: float) -> tf.Tensor:
+    """Mean of the model's softmax over the K augmentations, sharpened; no gradient flows into the guess."""
+    return tf.stop_gradient(sharpen(tf.add_n(predictions) / len(predictions), temperature))
+
+
+def sample_lambda(batch: int, alpha: float, seed=None) -> tf.Tensor:
+    """lambda' = max(lambda, 1 - lambda), lambda ~ Beta(alpha, alpha), one per example."""
+    seeds = (None, None) if seed is None else (seed, seed + 1)
+    a = tf.random.gamma([batch], alpha, seed=seeds[0])
+    b = tf.random.gamma([batch], alpha, seed=seeds[1])
+    lam = a / (a + b)
+    return tf.maximum(lam, 1.0 - lam)
+
+
+def mixup(images: tf.Tensor, targets: tf.Tensor, other_images: tf.Tensor, other_targets: tf.Tensor,
+          lam: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """lam' * (x1, p1) + (1 - lam') * (x2, p2), per example."""
+    lam_images = tf.reshape(lam, [-1, 1, 1, 1])
+    lam_targets = tf.reshape(lam, [-1, 1])
+    return (lam_images * images + (1.0 - lam_images) * other_images,
+            lam_targets * targets + (1.0 - lam_targets) * other_targets)
+
+
+def rampup(step: tf.Tensor, rampup_steps: int) -> tf.Tensor:
+    """0 at step 0, rising linearly to 1 at `rampup_steps`, then 1."""
+    if rampup_steps == 0:
+        return tf.constant(1.0)
+    return tf.minimum(tf.cast(step, tf.float32) / float(rampup_steps), 1.0)
+
+
+def pad_and_crop(images: tf.Tensor, pad_fraction: float, flip: bool) -> tf.Tensor:
+    """The paper's weak augmentation: reflect-pad, random crop back to size, optional flip; per image."""
+    height, width = images.shape[1], images.shape[2]
+    pad_h, pad_w = int(round(height * pad_fraction)), int(round(width * pad_fraction))
+    batch = tf.shape(images)[0]
+    if pad_h or pad_w:
+        padded = tf.pad(images, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]], mode="REFLECT")
+        top = tf.random.uniform([batch], 0, 2 * pad_h + 1, dtype=tf.int32)
+        left = tf.random.uniform([batch], 0, 2 * pad_w + 1, dtype=tf.int32)
+        # One crop offset per image, by gathering rows and columns.
+        rows = top[:, None] + tf.range(height)[None, :]
+        cols = left[:, None] + tf.range(width)[None, :]
+        images = tf.gather(padded, rows, axis=1, batch_dims=1)
+        images = tf.gather(images, cols, axis=2, batch_dims=1)
+    if flip:
+        flips = tf.random.uniform([batch, 1, 1, 1]) < 0.5
+        images = tf.where(flips, tf.reverse(images, axis=[2]), images)
+    return images
+
+
+class MixMatch(keras.Model):
+    """Trains `backbone` with MixMatch; `fit` takes ((images, labels), unlabelled images) batches.
+    Evaluation (`validation_data`) is of the backbone as it stands; the optimizer's moving
+    average replaces the weights at the end of `fit`."""
+
+    def __init__(self, backbone: keras.Model, num_classes: int, hp: Hyperparameters, replicas: int = 1):
+        super().__init__()
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.hp = hp
+        self.replicas = replicas
+        self.labeled_loss_tracker = keras.metrics.Mean(name="labeled_loss")
+        self.unlabeled_loss_tracker = keras.metrics.Mean(name="unlabeled_loss")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def call(self, images, training=False):
+        return self.backbone(images, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.labeled_loss_tracker, self.unlabeled_loss_tracker, self.accuracy_tracker]
+
+    def mixmatch_batch(self, images, labels, unlabeled):
+        """The step's inputs: mixed images, their targets, and how many of them are labelled."""
+        hp = self.hp
+        labeled_aug = pad_and_crop(images, hp.pad_crop, hp.flip)
+        unlabeled_augs = [pad_and_crop(unlabeled, hp.pad_crop, hp.flip) for _ in range(hp.augmentations)]
+        guess = guess_labels([self.backbone(u, training=True) for u in unlabeled_augs], hp.temperature)
+        all_images = tf.concat([labeled_aug, *unlabeled_augs], axis=0)
+        all_targets = tf.concat([tf.one_hot(labels, self.num_classes), *[guess] * hp.augmentations], axis=0)
+        order = tf.random.shuffle(tf.range(tf.shape(all_images)[0]))
+        lam = sample_lambda(tf.shape(all_images)[0], hp.alpha)
+        mixed, targets = mixup(all_images, all_targets, tf.gather(all_images, order), tf.gather(all_targets, order), lam)
+        return mixed, targets, tf.shape(images)[0]
+
+    def train_step(self, data):
+        (images, labels), unlabeled = data
+        labels = tf.cast(labels, tf.int32)
+        mixed, targets, labeled_count = self.mixmatch_batch(images, labels, unlabeled)
+        weight = self.hp.lambda_u * rampup(self.optimizer.iterations, self.hp.rampup_steps)
+        with tf.GradientTape() as tape:
+            predictions = tf.cast(self.backbone(mixed, training=True), tf.float32)
+            labeled_loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+                targets[:labeled_count], predictions[:labeled_count]))
+            unlabeled_loss = tf.reduce_mean(tf.square(targets[labeled_count:] - predictions[labeled_count:]))
+            loss = labeled_loss + weight * unlabeled_loss
+            # Gradients are summed over replicas: each replica contributes its share of the mean.
+            scaled = loss / self.replicas
+        variables = self.backbone.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        self.loss_tracker.update_state(loss)
+        self.labeled_loss_tracker.update_state(labeled_loss)
+        self.unlabeled_loss_tracker.update_state(unlabeled_loss)
+        self.accuracy_tracker.update_state(labels, self.backbone(images, training=False))
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        images, labels = data
+        predictions = tf.cast(self.backbone(images, training=False), tf.float32)
+        self.loss_tracker.update_state(tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, predictions)))
+        self.accuracy_tracker.update_state(labels, predictions)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+
+
+class Supervised(keras.Model):
+    """MixMatch's supervised-only baseline (bench/mixmatch.py): the same augmentation of the same
+    labelled batches and the same optimizer, with cross-entropy alone."""
+
+    def __init__(self, backbone: keras.Model, hp: Hyperparameters):
+        super().__init__()
+        self.backbone = backbone
+        self.hp = hp
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, images, training=False):
+        return self.backbone(images, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def train_step(self, data):
+        images, labels = data
+        augmented = pad_and_crop(images, self.hp.pad_crop, self.hp.flip)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                labels, tf.cast(self.backbone(augmented, training=True), tf.float32)))
+        variables = self.backbone.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+
+def optimizer(learning_rate: float, hp: Hyperparameters) -> keras.optimizers.Optimizer:
+    """AdamW: weight decay decoupled from the gradient (w -= lr * weight_decay * w each step), as the
+    authors' code; use_ema keeps the weights' moving average and swaps it in when `fit` ends."""
+    return keras.optimizers.AdamW(learning_rate, weight_decay=hp.weight_decay, use_ema=True,
+                                  ema_momentum=hp.ema_decay, ema_overwrite_frequency=None)
+
+
+class NoUnlabeledImages(ValueError):
+    """MixMatch was asked to train without unlabelled images."""
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    config = fn_args.custom_config
+    image, trainer = config["image"], config["trainer"]
+    hp = Hyperparameters.model_validate(trainer.get("hyperparameters") or {})
+    family = importlib.import_module(f"trainer_modules.{hp.backbone}")
+    backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
+    label_names = read_label_names(examples_uri(fn_args.train_files))
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    tft_layer = tft_output.transform_features_layer()
+    keras.utils.set_random_seed(trainer["seed"])
+    strategy = choose_strategy(trainer["distribution"], trainer.get("tpu"))
+    global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
+
+    def batches(labelled: bool) -> tf.data.Dataset:
+        return make_dataset(fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
+                            shuffle_buffer=trainer["shuffle_buffer"], seed=trainer["seed"], labelled=labelled)
+
+    unlabeled = batches(labelled=False)
+    if not any(True for _ in unlabeled.take(1)):
+        raise NoUnlabeledImages(
+            "trainer.module mixmatch found no unlabelled images in the train split (at least a batch of "
+            f"{global_batch} is needed); fix: put them in <data root>/<data.unlabeled_dir>/, or set "
+            "data.labels_per_class to keep only that many labels per class")
+    train = tf.data.Dataset.zip((batches(labelled=True).repeat(), unlabeled.map(lambda x, y: x).repeat()))
+    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer["cache"],
+                           drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy))
+
+    input_shape = (image["height"], image["width"], image["channels"])
+    with strategy.scope():
+        backbone = family.build_model(input_shape, len(label_names), backbone_hp)
+        if trainer.get("warm_start"):
+            warm_start(backbone, fn_args.base_model)
+        model = MixMatch(backbone, len(label_names), hp, strategy.num_replicas_in_sync)
+        model.compile(optimizer=optimizer(trainer["learning_rate"], hp), steps_per_execution=trainer["steps_per_execution"])
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    history = model.fit(train, steps_per_epoch=hp.steps_per_epoch, epochs=trainer["epochs"], validation_data=eval_ds,
+                        callbacks=[EpochLogger(trainer["epochs"]), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
+                        verbose=0)
+    # `fit` has put the moving average into the backbone: that is the model evaluated and exported.
+    _, ema_accuracy = model.evaluate(eval_ds, verbose=0)
+    logging.info("imagepipe mixmatch: eval accuracy of the averaged weights %.4f", ema_accuracy)
+    save_history({k: [float(v) for v in vs] for k, vs in history.history.items()}, fn_args.model_run_dir)
+    export_all(backbone, fn_args, tft_output, label_names, image)
