@@ -12,8 +12,9 @@ and colour shifts of scikit-learn's two sample photos, 10 class folders):
      (Beam in-process, one worker) and on the beam runner (DirectRunner, one
      worker process per core). Each runs on a 10% subset and on the full folder:
      the difference gives start-up and steady-state throughput separately.
-Machine CPU use is sampled during every component (psutil), so "uses both
-cores" is a measured number, not a claim.
+Machine CPU use and the peak resident memory of this process and its Beam
+workers are sampled during every component (bench/measure.py), so "uses both
+cores" and "memory does not grow with the images" are measured, not claimed.
 """
 from __future__ import annotations
 
@@ -26,17 +27,17 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "bench"))
+from measure import Sampler  # noqa: E402
 CLASSES = 10
 SIZE = (320, 240)
 
@@ -109,32 +110,6 @@ def decode_limit(root: Path, sample: int = 2000) -> dict:
             "sample": len(blobs), "mean_file_bytes": int(statistics.mean(len(b) for b in blobs))}
 
 
-class CpuSampler:
-    """Machine-wide CPU use (fraction of all cores) sampled every 0.25 s."""
-
-    def __init__(self):
-        self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        psutil.cpu_percent(None)
-        while not self._stop.wait(0.25):
-            self.samples.append((time.time(), psutil.cpu_percent(None) / 100))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def mean_between(self, start: float, end: float) -> float | None:
-        inside = [use for t, use in self.samples if start <= t <= end]
-        return round(statistics.mean(inside), 3) if inside else None
-
-
 def codelab_loop(root: Path, out_dir: Path, shards: int = 16) -> dict:
     """The flowers codelab's ingestion: tf.data read/decode/resize, Python loop writing shards."""
     import tensorflow as tf
@@ -168,7 +143,7 @@ def codelab_loop(root: Path, out_dir: Path, shards: int = 16) -> dict:
     return {"images": written, "seconds": round(seconds, 2), "images_per_second": round(written / seconds, 1)}
 
 
-def tfx_ingest(root: Path, work: Path, runner: str, sampler: CpuSampler) -> dict:
+def tfx_ingest(root: Path, work: Path, runner: str, sampler: Sampler) -> dict:
     """ImageExampleGen -> StatisticsGen; per-component seconds from ML Metadata."""
     from tfx import v1 as tfx
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
@@ -199,7 +174,9 @@ def tfx_ingest(root: Path, work: Path, runner: str, sampler: CpuSampler) -> dict
     for execution in store.get_executions():
         component = execution.type.rsplit(".", 1)[-1]
         began, ended = execution.create_time_since_epoch / 1000, execution.last_update_time_since_epoch / 1000
-        components[component] = {"seconds": round(ended - began, 2), "cpu_use_of_all_cores": sampler.mean_between(began, ended)}
+        components[component] = {"seconds": round(ended - began, 2), "cpu_use_of_all_cores": sampler.mean_cpu_between(began, ended),
+                                  # this process and its Beam workers; includes TensorFlow's own ~0.5 GB
+                                  "peak_rss_mb": sampler.peak_rss_mb_between(began, ended)}
     examples_dir = next((work / name).glob("ImageExampleGen/examples/*"))
     shards = [p.stat().st_size for p in examples_dir.glob("Split-*/*.gz")]
     return {"images": images, "pipeline_seconds": round(total, 2), "components": components,
@@ -218,10 +195,10 @@ def main() -> None:
         result["decode_limit"] = decode_limit(root)
         print("decode limit", result["decode_limit"], flush=True)
         small = subset_folder(root, 0.1, work)
-        with CpuSampler() as sampler:
+        with Sampler() as sampler:
             start = time.time()
             result["codelab_loop"] = codelab_loop(root, work / "codelab")
-            result["codelab_loop"]["cpu_use_of_all_cores"] = sampler.mean_between(start, time.time())
+            result["codelab_loop"]["cpu_use_of_all_cores"] = sampler.mean_cpu_between(start, time.time())
             print("codelab", result["codelab_loop"], flush=True)
             for runner in ("local", "beam"):
                 runs = {size: tfx_ingest(folder, work, runner, sampler) for size, folder in (("subset", small), ("full", root))}
@@ -248,6 +225,11 @@ def main() -> None:
         "beam_vs_local_example_gen": round(beam_gen["images_per_second"] / local_gen["images_per_second"], 2),
         "beam_vs_codelab": round(beam_gen["images_per_second"] / result["codelab_loop"]["images_per_second"], 2),
         "beam_steady_vs_decode_limit_x_cores": round((beam_gen["steady_images_per_second"] or 0) / limit, 2),
+        # Streaming, not loading: peak memory at 20,000 images vs. at 2,000 (1.0 = no growth).
+        "example_gen_peak_rss_full_vs_subset": {
+            runner: round(result[f"tfx_{runner}"]["full"]["components"]["ImageExampleGen"]["peak_rss_mb"]
+                          / result[f"tfx_{runner}"]["subset"]["components"]["ImageExampleGen"]["peak_rss_mb"], 2)
+            for runner in ("local", "beam")},
         "targets": {"beam_vs_codelab": 1.5, "beam_steady_vs_decode_limit_x_cores": 0.6},
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -1,8 +1,10 @@
-"""`make bench`: every benchmark in bench/, each writing bench/results/<name>.json."""
+"""`make bench`: every benchmark in bench/, each writing bench/results/<name>.json, then the table in bench/README.md."""
 import runpy
 from pathlib import Path
 
-# cached_rerun first: it leaves outputs/digits alone; other_source_digits reads the pushed model of `make run`.
-for script in ["cached_rerun.py", "other_source_digits.py", "edge.py", "sine_seeds.py", "families.py", "ingest.py"]:
+# overhead first: it works in scratch folders and leaves outputs/digits alone; training_input and
+# other_source_digits read what `make run` left in outputs/digits.
+for script in ["overhead.py", "training_input.py", "other_source_digits.py", "edge.py", "sine_seeds.py",
+               "families.py", "ingest.py", "summarize.py"]:
     print(f"== bench/{script}")
     runpy.run_path(str(Path(__file__).parent / script), run_name="__main__")

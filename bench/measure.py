@@ -1,0 +1,60 @@
+"""What the benchmarks sample while something runs: machine CPU use and a process tree's resident memory."""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+
+import psutil
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants (Beam workers, TFX task processes)."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:  # ended between listing and reading
+            continue
+    return total
+
+
+class Sampler:
+    """Every `interval` seconds: machine-wide CPU use (fraction of all cores) and
+    the resident memory of the process tree rooted at `pid` (default: this one)."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.25):
+        self.samples: list[tuple[float, float, int]] = []
+        self._process = psutil.Process(pid or os.getpid())
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        psutil.cpu_percent(None)
+        while not self._stop.wait(self._interval):
+            try:
+                rss = tree_rss(self._process)
+            except psutil.Error:  # the watched process has ended
+                rss = 0
+            self.samples.append((time.time(), psutil.cpu_percent(None) / 100, rss))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _between(self, start: float | None, end: float | None, column: int) -> list:
+        return [s[column] for s in self.samples if (start is None or start <= s[0]) and (end is None or s[0] <= end)]
+
+    def mean_cpu_between(self, start: float | None = None, end: float | None = None) -> float | None:
+        inside = self._between(start, end, 1)
+        return round(statistics.mean(inside), 3) if inside else None
+
+    def peak_rss_mb_between(self, start: float | None = None, end: float | None = None) -> float | None:
+        inside = self._between(start, end, 2)
+        return round(max(inside) / 2**20, 1) if inside else None
