@@ -1,6 +1,7 @@
 """Benchmark: MixMatch vs. supervised-only on 25 labels per class (the paper's 250-label protocol).
 
-  python bench/mixmatch.py [steps] [seeds]   (default 1,000 steps, 1 seed; writes bench/results/mixmatch.json)
+  python bench/mixmatch.py [steps] [seeds] [labels per class, ...]
+  (default 1,000 steps, 1 seed, the spec's 25 and 4; writes bench/results/mixmatch.json)
 
 On the embedded digits (data/digits, `imagepipe data digits`), pipelines/digits-mixmatch.yaml's
 split rule, labels, backbone and MixMatch settings: the train split keeps 25 labels per class
@@ -8,7 +9,9 @@ split rule, labels, backbone and MixMatch settings: the train split keeps 25 lab
 split keeps all its labels. Both runs train the same backbone with the same optimizer (AdamW,
 the same weight decay and moving average, which is what is evaluated), the same batch size and
 the same number of steps; the supervised run sees the labelled batches (with the same
-pad-and-crop augmentation) and nothing else. Target (issue 6): MixMatch >= 10 points above.
+pad-and-crop augmentation) and nothing else. Target (issue 6): MixMatch >= 10 points above, with
+25 labels per class. On these digits the supervised-only baseline is already above 90% there, which
+leaves no 10 points to gain; 4 labels per class (40 labels) is measured as well, where there is room.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from pipelines.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
 
 
-def load_split(loaded):
+def load_split(loaded, labels_per_class: int):
     """(train images, train labels with -1 for the dropped ones, eval images, eval labels), preprocessed
     by the Transform graph's own function, split as ImageExampleGen splits."""
     spec = loaded.spec
@@ -48,7 +51,7 @@ def load_split(loaded):
     output_config = ImageExampleGen(  # already JSON, as the executor receives it
         input_base=str(root), input_pattern="*/*", train_buckets=spec.data.train_buckets,
         eval_buckets=spec.data.eval_buckets).exec_properties["output_config"]
-    dropped = set(labels_to_drop(files_by_class, classes, spec.data.labels_per_class, spec.data.labels_seed, output_config))
+    dropped = set(labels_to_drop(files_by_class, classes, labels_per_class, spec.data.labels_seed, output_config))
     image = spec.image.model_dump()
     preprocess = tf.function(lambda data: decode_image(data, image["height"], image["width"], image["channels"],
                                                        image["content_margin"], image["dark_background"]))
@@ -79,14 +82,9 @@ def train(hp, backbone_family, backbone_hp, images, labels, unlabeled, num_class
     return backbone, time.perf_counter() - start
 
 
-def main(steps: str = "1000", seeds: str = "1") -> dict:
-    steps, seeds = int(steps), int(seeds)
-    loaded = load_spec(SPEC)
+def compare(loaded, hp, family, backbone_hp, labels_per_class: int, steps: int, seeds: int) -> dict:
     spec = loaded.spec
-    hp = mixmatch.Hyperparameters.model_validate(spec.trainer.hyperparameters)
-    family = importlib.import_module(f"trainer_modules.{hp.backbone}")
-    backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
-    (train_x, train_y, eval_x, eval_y), num_classes = load_split(loaded)
+    (train_x, train_y, eval_x, eval_y), num_classes = load_split(loaded, labels_per_class)
     labelled = train_y >= 0
     runs = {"supervised": [], "mixmatch": []}
     for seed in range(seeds):
@@ -97,23 +95,37 @@ def main(steps: str = "1000", seeds: str = "1") -> dict:
             accuracy = float((model.predict(eval_x, verbose=0).argmax(axis=1) == eval_y).mean())
             runs[name].append({"seed": spec.trainer.seed + seed, "eval_accuracy": round(accuracy, 4),
                                "train_seconds": round(seconds, 1)})
-            print(name, runs[name][-1], flush=True)
+            print(f"{labels_per_class} labels per class:", name, runs[name][-1], flush=True)
     median = {name: statistics.median(r["eval_accuracy"] for r in rs) for name, rs in runs.items()}
+    return {"labels_per_class": labels_per_class, "labels": int(labelled.sum()), "unlabelled": int((~labelled).sum()),
+            "eval_images": len(eval_y), "runs": runs, "median_eval_accuracy": median,
+            "gain_points": round(100 * (median["mixmatch"] - median["supervised"]), 1)}
+
+
+def main(steps: str = "1000", seeds: str = "1", *labels_per_class: str) -> dict:
+    steps, seeds = int(steps), int(seeds)
+    loaded = load_spec(SPEC)
+    spec = loaded.spec
+    hp = mixmatch.Hyperparameters.model_validate(spec.trainer.hyperparameters)
+    family = importlib.import_module(f"trainer_modules.{hp.backbone}")
+    backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
+    protocols = [int(n) for n in labels_per_class] or [spec.data.labels_per_class, 4]
+    comparisons = [compare(loaded, hp, family, backbone_hp, n, steps, seeds) for n in protocols]
+    specs_protocol = next((c for c in comparisons if c["labels_per_class"] == spec.data.labels_per_class), None)
     result = {
         "benchmark": "mixmatch",
         "spec": "pipelines/digits-mixmatch.yaml",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "labels": int(labelled.sum()), "unlabelled": int((~labelled).sum()), "eval_images": len(eval_y),
-        "steps": steps, "batch_size": spec.trainer.batch_size, "backbone": hp.backbone,
-        "runs": runs,
-        "median_eval_accuracy": median,
-        "gain_points": round(100 * (median["mixmatch"] - median["supervised"]), 1),
+        "steps": steps, "batch_size": spec.trainer.batch_size, "backbone": hp.backbone, "seeds": seeds,
+        "comparisons": comparisons,
         "target_points": 10,
+        "target_labels_per_class": spec.data.labels_per_class,
+        "target_met": bool(specs_protocol and specs_protocol["gain_points"] >= 10),
     }
-    result["target_met"] = result["gain_points"] >= 10
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mixmatch.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("labels", "unlabelled", "median_eval_accuracy", "gain_points")}, indent=2))
+    print(json.dumps([{k: c[k] for k in ("labels_per_class", "labels", "unlabelled", "median_eval_accuracy", "gain_points")}
+                      for c in comparisons], indent=2))
     return result
 
 

@@ -66,6 +66,16 @@ def rows() -> list[tuple[str, str, str, str]]:
                     ", ".join(f"{k.replace('_', ' ')} {v:,} MB" for k, v in peaks.items())
                     + f" = {memory['pipeline_full_vs_fifth']}x", "no growth (~1.0x)",
                     verdict(memory["pipeline_full_vs_fifth"] <= 1.2)))
+    semi = load("mixmatch")
+    if semi and "comparisons" in semi:
+        for c in semi["comparisons"]:
+            acc = c["median_eval_accuracy"]
+            target = c["labels_per_class"] == semi["target_labels_per_class"]
+            out.append((f"MixMatch vs supervised-only, {c['labels']} labels ({c['labels_per_class']} per class), "
+                        f"{c['unlabelled']:,} unlabelled, {semi['steps']:,} steps",
+                        f"eval accuracy {acc['mixmatch']:.3f} vs {acc['supervised']:.3f} = {c['gain_points']:+} points",
+                        ">= +10 points" if target else "(no target; more room)",
+                        verdict(c["gain_points"] >= semi["target_points"]) if target else ""))
     return out
 
 

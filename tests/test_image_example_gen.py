@@ -200,3 +200,25 @@ def test_the_kept_labels_depend_on_the_seed_not_on_the_listing_order(tmp_path):
     assert executor.labels_to_drop(files, ["c0", "c1", "c2"], 2, 8, config) != dropped
     # A class with fewer train images than asked for keeps them all.
     assert executor.labels_to_drop(files, ["c0", "c1", "c2"], 100, 7, config) == []
+
+
+def test_unlabelled_images_all_go_to_the_train_split():
+    from tfx.proto import example_gen_pb2
+    from tfx.utils import proto_utils
+
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(output_config_json(), output_config)
+    split_config = output_config.split_config
+    names = [split.name for split in split_config.splits]
+
+    def split_of_example(path, label):
+        example = tf.train.Example(features=tf.train.Features(feature={
+            "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode()])),
+            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
+        return names[executor.partition(example, 2, [4, 5], split_config, names.index("train"))]
+
+    paths = [f"unlabeled/{i:03d}.png" for i in range(100)]
+    # Labelled, these paths spread over both splits as TFX's hash puts them; unlabelled, none is evaluated.
+    assert [split_of_example(p, 3) for p in paths] == [executor.split_of(p, output_config_json()) for p in paths]
+    assert {split_of_example(p, 3) for p in paths} == {"train", "eval"}
+    assert {split_of_example(p, -1) for p in paths} == {"train"}

@@ -16,11 +16,16 @@ from tests.conftest import REPO
 from tests.test_e2e_pipeline import imagepipe
 
 pytestmark = pytest.mark.e2e
-PER_CLASS, LABELS_PER_CLASS = 30, 5
+PER_CLASS, LABELS_PER_CLASS, UNLABELED_FILES = 30, 5, 20
 
 
 def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_path):
     write_digits(tmp_path / "data", per_class=PER_CLASS)
+    # Unlabelled images from a folder too (copies are enough for the wiring): all must land in the train split.
+    unlabeled = tmp_path / "data" / "unlabeled"
+    unlabeled.mkdir()
+    for i, image in enumerate(sorted((tmp_path / "data" / "7").glob("*.png"))[:UNLABELED_FILES]):
+        (unlabeled / f"u{i}.png").write_bytes(image.read_bytes())
     spec = yaml.safe_load((REPO / "pipelines" / "digits-mixmatch.yaml").read_text())
     spec["data"]["root"] = str(tmp_path / "data")
     spec["data"]["labels_per_class"] = LABELS_PER_CLASS
@@ -35,7 +40,7 @@ def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_pat
     result = imagepipe("run", str(spec_path), "--json")
     assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["status"] == "pushed" and summary["files_ingested"] == 10 * PER_CLASS
+    assert summary["status"] == "pushed" and summary["files_ingested"] == 10 * PER_CLASS + UNLABELED_FILES
 
     tfx_root = tmp_path / "outputs" / "digits-mixmatch" / "tfx"
     report = json.loads(next(tfx_root.glob("ImageExampleGen/ingest_report/*/ingest_report.json")).read_text())
@@ -47,7 +52,8 @@ def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_pat
         labels[split] = [tf.train.Example.FromString(r.numpy()).features.feature["label"].int64_list.value[0]
                          for r in records]
     assert sum(label >= 0 for label in labels["train"]) == 10 * LABELS_PER_CLASS
-    assert labels["train"].count(-1) == report["labels_dropped"] > 0
+    assert labels["train"].count(-1) == report["labels_dropped"] + UNLABELED_FILES
+    assert report["labels_dropped"] > 0
     assert min(labels["eval"]) >= 0
 
     history = json.loads(next(tfx_root.glob("Trainer/model_run/*/history.json")).read_text())

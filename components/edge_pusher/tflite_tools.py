@@ -88,11 +88,14 @@ def convert_for_micro(saved_model_dir: str, representative_inputs: np.ndarray) -
     return model_float, model_int8
 
 
-def _interpreter(model: bytes) -> tf.lite.Interpreter:
+def _interpreter(model: bytes, reference_kernels: bool = True) -> tf.lite.Interpreter:
     # Reference kernels, as on a microcontroller; the default XNNPACK kernels
-    # may round differently.
+    # may round differently (what matters for int8).
+    resolver = tf.lite.experimental.OpResolverType
     interpreter = tf.lite.Interpreter(
-        model_content=model, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF
+        model_content=model,
+        experimental_op_resolver_type=resolver.BUILTIN_REF if reference_kernels else resolver.AUTO,
+        num_threads=None if reference_kernels else (os.cpu_count() or 1),
     )
     interpreter.allocate_tensors()
     return interpreter
@@ -130,9 +133,11 @@ def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (values.astype(np.float32) - zero_point) * scale
 
 
-def run_tflite(model: bytes, inputs: Iterable[np.ndarray]) -> np.ndarray:
-    """Runs one sample at a time (the converted models have batch size 1)."""
-    interpreter = _interpreter(model)
+def run_tflite(model: bytes, inputs: Iterable[np.ndarray], reference_kernels: bool = True) -> np.ndarray:
+    """Runs one sample at a time (the converted models have batch size 1). reference_kernels=False
+    uses TFLite's optimised kernels: for a float model the rounding differences are far below
+    what could change a prediction, and the eval split runs about 10x faster."""
+    interpreter = _interpreter(model, reference_kernels)
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     outputs = []

@@ -157,6 +157,16 @@ def split_of(relative_path: str, output_config_json: str) -> str:
     return splits[base_example_gen_executor._PartitionFn(example, len(buckets), buckets, output_config.split_config)].name
 
 
+def partition(example: tf.train.Example, num_partitions: int, buckets: List[int],
+              split_config: example_gen_pb2.SplitConfig, train_index: int) -> int:
+    """TFX's hash split on the file path, except that unlabelled images (label -1) all go to the
+    train split: they cannot be evaluated (the Evaluator would count them as errors), and the
+    train split is where a semi-supervised Trainer reads them."""
+    if example.features.feature["label"].int64_list.value[0] < 0:
+        return train_index
+    return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
+
+
 def labels_to_drop(files_by_class: Dict[str, List[str]], classes: List[str], labels_per_class: int, seed: int,
                    output_config_json: str) -> List[str]:
     """Train-split files whose labels are dropped so that `labels_per_class` per class stay labelled
@@ -337,7 +347,8 @@ class Executor(BaseExampleGenExecutor):
 
 
     def _write_examples(self, examples: Any, exec_properties: Dict[str, Any]) -> None:
-        """BaseExampleGenExecutor.Do, less the Reshuffle it puts before writing.
+        """BaseExampleGenExecutor.Do, less the Reshuffle it puts before writing, with unlabelled
+        images kept in the train split (`partition`).
 
         Our file paths are already spread over the workers before decoding; a
         second shuffle of the encoded images would move every byte between
@@ -348,8 +359,17 @@ class Executor(BaseExampleGenExecutor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
         examples.split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config))
+        split_config = output_config.split_config
+        names = [split.name for split in split_config.splits]
+        if len(input_config.splits) != 1 or "train" not in names:
+            raise ValueError(f"ImageExampleGen needs one input split and a train output split (got {names})")
+        buckets = [sum(split.hash_buckets for split in split_config.splits[:i + 1]) for i in range(len(names))]
         with self._make_beam_pipeline() as pipeline:
-            for split_name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+            examples_by_split = (
+                pipeline
+                | "InputToRecord" >> ImageFoldersToExample(exec_properties, input_config.splits[0].pattern)
+                | "SplitData" >> beam.Partition(partition, len(buckets), buckets, split_config, names.index("train")))
+            for split_name, split in zip(names, examples_by_split):
                 _ = (
                     split
                     | f"Serialize[{split_name}]" >> beam.Map(lambda example: example.SerializeToString())
