@@ -31,6 +31,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.image_example_gen import progress, spans
+from components.image_example_gen.stored_gzip import WriteToStoredGzipTFRecord
 
 LABEL_NAMES_FILE = "label_names.json"
 REPORT_FILE = "ingest_report.json"
@@ -353,7 +354,8 @@ class Executor(BaseExampleGenExecutor):
         Our file paths are already spread over the workers before decoding; a
         second shuffle of the encoded images would move every byte between
         worker processes again (bench/ingest.py measures it). Each worker
-        writes its own shards of each split instead."""
+        writes its own shards of each split instead, as gzip at deflate level 0
+        (stored_gzip.py: the images are compressed already)."""
         input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
@@ -373,7 +375,7 @@ class Executor(BaseExampleGenExecutor):
                 _ = (
                     split
                     | f"Serialize[{split_name}]" >> beam.Map(lambda example: example.SerializeToString())
-                    | f"Write[{split_name}]" >> beam.io.WriteToTFRecord(
+                    | f"Write[{split_name}]" >> WriteToStoredGzipTFRecord(
                         posixpath.join(artifact_utils.get_split_uri([examples], split_name), write_split.DEFAULT_FILE_NAME),
                         file_name_suffix=".gz")
                 )
