@@ -35,9 +35,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "bench"))
-from measure import Sampler  # noqa: E402
+from measure import Sampler, write_result  # noqa: E402
 CLASSES = 10
 SIZE = (320, 240)
 
@@ -233,8 +232,7 @@ def main() -> None:
         "targets": {"beam_vs_codelab": 1.5, "beam_steady_vs_decode_limit_x_cores": 0.6},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("ingest", result)
     print(json.dumps(result["summary"], indent=2))
 
 

@@ -1,12 +1,22 @@
-"""What the benchmarks sample while something runs: machine CPU use and a process tree's resident memory."""
+"""What the benchmarks share: sampling machine CPU use and a process tree's resident memory while
+something runs, and writing bench/results/<name>.json."""
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import psutil
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, result: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 def tree_rss(process: psutil.Process) -> int:

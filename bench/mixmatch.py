@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "bench"))
 SPEC = REPO / "pipelines" / "digits-mixmatch.yaml"
 
 import keras  # noqa: E402
@@ -39,6 +39,7 @@ from components.image_example_gen.component import ImageExampleGen  # noqa: E402
 from components.image_transform import decode_image  # noqa: E402
 from pipelines.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
+from measure import write_result  # noqa: E402
 
 
 def load_split(loaded, labels_per_class: int):
@@ -122,8 +123,7 @@ def main(steps: str = "1000", seeds: str = "1", *labels_per_class: str) -> dict:
         "target_labels_per_class": spec.data.labels_per_class,
         "target_met": bool(specs_protocol and specs_protocol["gain_points"] >= 10),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mixmatch.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("mixmatch", result)
     print(json.dumps([{k: c[k] for k in ("labels_per_class", "labels", "unlabelled", "median_eval_accuracy", "gain_points")}
                       for c in comparisons], indent=2))
     return result

@@ -30,9 +30,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "bench"))
-from measure import Sampler  # noqa: E402
+from measure import Sampler, write_result  # noqa: E402
 
 SPEC = REPO / "pipelines" / "digits.yaml"
 
@@ -146,8 +145,7 @@ def main(repeats: str = "1", epochs: str | None = None) -> dict:
     ratios, targets = result["ratios"], result["targets"]
     result["target_met"] = {key: ratios[key] <= targets[key] if key != "pipeline_cached_vs_plain" else ratios[key] < 1
                             for key in targets}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("overhead", result)
     print(json.dumps(result, indent=2))
     return result
 

@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "bench"))
 REPEATS = 3
 
 import importlib  # noqa: E402
@@ -42,6 +42,7 @@ from components.image_transform import decode_image  # noqa: E402
 from pipelines.run import Paths  # noqa: E402
 from pipelines.spec import load_spec  # noqa: E402
 from trainer_modules.base import augmenter, compile_model, make_dataset  # noqa: E402
+from measure import write_result  # noqa: E402
 
 
 def newest(folder: Path) -> Path:
@@ -170,8 +171,7 @@ def main(spec_path: str = "pipelines/digits.yaml") -> dict:
         "vs_one_by_one_bare_decode": ratios["over_training_vs_one_by_one"] >= 3,
         "vs_model": min(ratios["first_epoch_vs_model"], ratios["cached_augmented_vs_model"]) >= 3,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "training_input.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("training_input", result)
     print(json.dumps(result, indent=2))
     return result
 
