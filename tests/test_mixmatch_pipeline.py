@@ -62,3 +62,19 @@ def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_pat
     image = next((tmp_path / "data" / "3").glob("*.png")).read_bytes()
     outputs = model.signatures["serving_default"](image_bytes=tf.constant([image]))
     assert outputs["probabilities"].shape == (1, 10)
+
+
+def test_mixmatch_without_unlabelled_images_stops_with_the_fix(tmp_path):
+    write_digits(tmp_path / "data", per_class=10)
+    spec = yaml.safe_load((REPO / "pipelines" / "digits-mixmatch.yaml").read_text())
+    spec["data"]["root"] = str(tmp_path / "data")
+    del spec["data"]["labels_per_class"]  # and no unlabeled/ folder
+    spec["output_dir"] = str(tmp_path / "outputs")
+    spec["trainer"]["batch_size"] = 8
+    spec_path = tmp_path / "digits-mixmatch.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+
+    result = imagepipe("run", str(spec_path))
+    assert result.returncode == runs.EXIT_FAILED, result.stderr[-4000:]
+    assert "found no unlabelled images" in result.stderr and "data.labels_per_class" in result.stderr, result.stderr[-4000:]
+    assert not (tmp_path / "outputs" / "digits-mixmatch" / "serving" / "digits-mixmatch").exists()

@@ -252,13 +252,15 @@ def run_fn(fn_args: FnArgs) -> None:
         return make_dataset(fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
                             shuffle_buffer=trainer["shuffle_buffer"], seed=trainer["seed"], labelled=labelled)
 
-    unlabeled = batches(labelled=False)
-    if not any(True for _ in unlabeled.take(1)):
+    # In file order, uncached and unshuffled: parses only as far as the first batch of unlabelled
+    # images (a shuffled, cached probe would fill the shuffle buffer and throw the cache away).
+    probe = make_dataset(fn_args.train_files, tft_layer, global_batch, training=False, cache=False, labelled=False)
+    if not any(True for _ in probe.take(1)):
         raise NoUnlabeledImages(
             "trainer.module mixmatch found no unlabelled images in the train split (at least a batch of "
             f"{global_batch} is needed); fix: put them in <data root>/<data.unlabeled_dir>/, or set "
             "data.labels_per_class to keep only that many labels per class")
-    train = tf.data.Dataset.zip((batches(labelled=True).repeat(), unlabeled.map(lambda x, y: x).repeat()))
+    train = tf.data.Dataset.zip((batches(labelled=True).repeat(), batches(labelled=False).map(lambda x, y: x).repeat()))
     eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer["cache"],
                            drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy))
 
