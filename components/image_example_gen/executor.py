@@ -10,6 +10,7 @@ ingest report; it never fails the run.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -148,12 +149,24 @@ def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str, a
     return classes, sorted(empty - set(classes)), files_by_class
 
 
-def split_of(relative_path: str, output_config_json: str) -> str:
-    """The split TFX's ExampleGen puts this file in (its partition function, on the `filename` feature)."""
+def cumulative_buckets(split_config: example_gen_pb2.SplitConfig) -> List[int]:
+    """Each split's upper hash bucket, as TFX's partition function takes them."""
+    return [sum(split.hash_buckets for split in split_config.splits[:i + 1]) for i in range(len(split_config.splits))]
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_output_config(output_config_json: str) -> example_gen_pb2.Output:
+    # split_of runs once per file: parse the config once.
     output_config = example_gen_pb2.Output()
     proto_utils.json_to_proto(output_config_json, output_config)
+    return output_config
+
+
+def split_of(relative_path: str, output_config_json: str) -> str:
+    """The split TFX's ExampleGen puts this file in (its partition function, on the `filename` feature)."""
+    output_config = _parsed_output_config(output_config_json)
     splits = output_config.split_config.splits
-    buckets = [sum(split.hash_buckets for split in splits[:i + 1]) for i in range(len(splits))]
+    buckets = cumulative_buckets(output_config.split_config)
     example = tf.train.Example(features=tf.train.Features(feature={"filename": _bytes_feature(relative_path.encode("utf-8"))}))
     return splits[base_example_gen_executor._PartitionFn(example, len(buckets), buckets, output_config.split_config)].name
 
@@ -365,7 +378,7 @@ class Executor(BaseExampleGenExecutor):
         names = [split.name for split in split_config.splits]
         if len(input_config.splits) != 1 or "train" not in names:
             raise ValueError(f"ImageExampleGen needs one input split and a train output split (got {names})")
-        buckets = [sum(split.hash_buckets for split in split_config.splits[:i + 1]) for i in range(len(names))]
+        buckets = cumulative_buckets(split_config)
         with self._make_beam_pipeline() as pipeline:
             examples_by_split = (
                 pipeline
