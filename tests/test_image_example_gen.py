@@ -8,30 +8,40 @@ import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that
 
-from components.image_example_gen import executor, progress
+from components.image_example_gen import decode, example_proto, executor, progress
 from tests.conftest import encode, gradient
 
 
-def run_transform(root, report_dir, split_pattern="*/*", **span_properties):
+def run_transform(root, report_dir, split_pattern="*/*", with_splits=False, **span_properties):
+    """Runs ImageFoldersToExample; returns {filename: tf.Example} (and {filename: split name})."""
     exec_properties = {
         "input_base": str(root),
         executor.UNLABELED_DIR_KEY: "unlabeled",
         executor._REPORT_DIR_KEY: str(report_dir),
+        "output_config": output_config_json(),
         **span_properties,
     }
     output = report_dir / "examples.tfrecord"
 
-    def keep(examples):
-        # assert_that runs this in a Beam worker: hand the examples back through a file.
-        with tf.io.TFRecordWriter(str(output)) as writer:
-            for example in examples:
-                writer.write(example.SerializeToString())
+    def keep_split(name):
+        def keep(examples):
+            # assert_that runs this in a Beam worker: hand the examples back through a file.
+            with tf.io.TFRecordWriter(f"{output}.{name}") as writer:
+                for example in examples:
+                    writer.write(example)
+        return keep
 
     with beam.Pipeline() as pipeline:
-        examples = pipeline | executor.ImageFoldersToExample(exec_properties, split_pattern)
-        assert_that(examples, keep)
-    parsed = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(output))]
-    return {ex.features.feature["filename"].bytes_list.value[0].decode(): ex for ex in parsed}
+        examples_by_split = pipeline | executor.ImageFoldersToExample(exec_properties, split_pattern)
+        for name, examples in examples_by_split.items():
+            assert_that(examples, keep_split(name), label=f"Keep[{name}]")
+    examples, split = {}, {}
+    for name in examples_by_split:
+        for record in tf.data.TFRecordDataset(f"{output}.{name}"):
+            example = tf.train.Example.FromString(record.numpy())
+            filename = example.features.feature["filename"].bytes_list.value[0].decode()
+            examples[filename], split[filename] = example, name
+    return (examples, split) if with_splits else examples
 
 
 def feature(example, name):
@@ -92,9 +102,9 @@ def test_a_root_without_class_folders_fails_clearly(tmp_path):
 def test_decompression_bombs_are_refused(monkeypatch):
     from tests.conftest import encode, gradient
 
-    monkeypatch.setattr(executor, "MAX_PIXELS", 100)
+    monkeypatch.setattr(decode, "MAX_PIXELS", 100)
     with pytest.raises(ValueError, match="pixel limit"):
-        executor.inspect_image(encode(gradient(20, 20, 1), "PNG"))
+        decode.inspect_image(encode(gradient(20, 20, 1), "PNG"))
 
 
 @pytest.mark.parametrize("span_count, expected_spans", [(1, ["span-3"]), (2, ["span-2", "span-3"]),
@@ -174,9 +184,9 @@ def output_config_json():
 def test_labels_per_class_keeps_that_many_labels_in_the_train_split_only(tmp_path):
     root = digits_folder(tmp_path / "images")
     config = output_config_json()
-    examples = run_transform(root, tmp_path, labels_per_class=2, labels_seed=7, output_config=config)
+    examples, split = run_transform(root, tmp_path, labels_per_class=2, labels_seed=7, output_config=config,
+                                    with_splits=True)
     assert len(examples) == 60  # nothing is left out, only labels are
-    split = {name: executor.split_of(name, config) for name in examples}
     assert set(split.values()) == {"train", "eval"}
     for c in range(3):
         train = [n for n in examples if n.startswith(f"c{c}/") and split[n] == "train"]
@@ -202,23 +212,55 @@ def test_the_kept_labels_depend_on_the_seed_not_on_the_listing_order(tmp_path):
     assert executor.labels_to_drop(files, ["c0", "c1", "c2"], 100, 7, config) == []
 
 
-def test_unlabelled_images_all_go_to_the_train_split():
-    from tfx.proto import example_gen_pb2
-    from tfx.utils import proto_utils
+def test_split_index_is_tfx_partition_on_the_filename_feature():
+    from tfx.components.example_gen import base_example_gen_executor
 
-    output_config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(output_config_json(), output_config)
-    split_config = output_config.split_config
-    names = [split.name for split in split_config.splits]
+    split_config = executor._parsed_output_config(output_config_json()).split_config
+    buckets = executor.cumulative_buckets(split_config)
+    paths = [f"c{i % 7}/{i:05d}.jpg" for i in range(500)] + ["ünïcode/é.png", "a b/c d.JPG"]
+    ours = [decode.split_index(path, buckets) for path in paths]
+    theirs = [base_example_gen_executor._PartitionFn(
+        tf.train.Example(features=tf.train.Features(feature={
+            "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode("utf-8")]))})),
+        len(buckets), buckets, split_config) for path in paths]
+    assert ours == theirs
+    assert 0.7 < ours.count(0) / len(ours) < 0.9  # 4 train buckets of 5
 
-    def split_of_example(path, label):
-        example = tf.train.Example(features=tf.train.Features(feature={
-            "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode()])),
-            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
-        return names[executor.partition(example, 2, [4, 5], split_config, names.index("train"))]
 
-    paths = [f"unlabeled/{i:03d}.png" for i in range(100)]
-    # Labelled, these paths spread over both splits as TFX's hash puts them; unlabelled, none is evaluated.
-    assert [split_of_example(p, 3) for p in paths] == [executor.split_of(p, output_config_json()) for p in paths]
-    assert {split_of_example(p, 3) for p in paths} == {"train", "eval"}
-    assert {split_of_example(p, -1) for p in paths} == {"train"}
+def test_unlabelled_images_all_go_to_the_train_split(tmp_path):
+    root = digits_folder(tmp_path / "images", classes=2, per_class=40)
+    (root / "unlabeled").mkdir()
+    for path in (root / "c0").iterdir():
+        (root / "unlabeled" / path.name).write_bytes(path.read_bytes())
+    examples, split = run_transform(root, tmp_path, with_splits=True)
+    config = output_config_json()
+    # Labelled, these names spread over both splits as TFX's hash puts them; unlabelled, none is evaluated.
+    assert {split[f"c0/{i:02d}.png"] for i in range(40)} == {"train", "eval"}
+    assert all(split[f"c0/{i:02d}.png"] == executor.split_of(f"c0/{i:02d}.png", config) for i in range(40))
+    assert {executor.split_of(f"unlabeled/{i:02d}.png", config) for i in range(40)} == {"train", "eval"}
+    assert {split[f"unlabeled/{i:02d}.png"] for i in range(40)} == {"train"}
+    assert {feature(examples[f"unlabeled/{i:02d}.png"], "label") for i in range(40)} == {-1}
+
+
+def test_examples_built_without_tensorflow_are_tf_train_examples():
+    ours = example_proto.Example(features=example_proto.Features(feature={
+        "image": example_proto.bytes_feature(b"\x00\xff\xd8 bytes"), "label": example_proto.int_feature(-1),
+        "height": example_proto.int_feature(2 ** 40)}))
+    theirs = tf.train.Example(features=tf.train.Features(feature={
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\x00\xff\xd8 bytes"])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[-1])),
+        "height": tf.train.Feature(int64_list=tf.train.Int64List(value=[2 ** 40]))}))
+    assert tf.train.Example.FromString(ours.SerializeToString()) == theirs
+    assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
+    assert example_proto.Example.FromString(theirs.SerializeToString()) == ours
+
+
+def test_the_decoding_workers_import_neither_tensorflow_nor_tfx():
+    import subprocess
+    import sys
+
+    code = ("import sys, components.image_example_gen.decode; "
+            "print(sorted(m for m in ('tensorflow', 'tfx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"

@@ -4,26 +4,23 @@ Layout (the flowers codelab's): <root>/<class_name>/<image file>. The class list
 is the sorted list of non-empty class folders; it is written once, beside the
 examples (`label_names.json`), and every later stage reads it from there.
 
-Files are identified by their content (JPEG, PNG, GIF, BMP), never by their
-extension. A file that cannot be decoded is skipped, counted and listed in the
+This module runs in the launching process: it lists the folders, writes the
+report and builds the Beam job. What each worker does with one file is in
+decode.py. A file that cannot be decoded is skipped, counted and listed in the
 ingest report; it never fails the run.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
-import os
 import posixpath
 import time
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
-import tensorflow as tf
 from absl import logging
-from PIL import Image, ImageOps
-from tfx.components.example_gen import base_example_gen_executor, utils, write_split
+from tfx.components.example_gen import utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
@@ -31,18 +28,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_example_gen import progress, spans
+from components.image_example_gen import decode, progress, spans
 from components.image_example_gen.stored_gzip import WriteToStoredGzipTFRecord
 
 LABEL_NAMES_FILE = "label_names.json"
 REPORT_FILE = "ingest_report.json"
 SKIPPED_FILE = "skipped_files.jsonl"
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
-# Decompression-bomb guard: refuse images over 50 megapixels (an 8000x6000
-# photo passes, a 10000x10000 image does not) instead of letting one file
-# exhaust a worker's memory here or in the Trainer, which decodes on the fly.
-MAX_PIXELS = 50_000_000
-_EXIF_ORIENTATION = 0x0112
 _REPORT_DIR_KEY = "_imagepipe_report_dir"
 _PROGRESS_DIR_KEY = "_imagepipe_progress_dir"
 UNLABELED_DIR_KEY = "unlabeled_dir"
@@ -50,6 +41,7 @@ ALLOW_CLASS_CHANGES_KEY = "allow_class_changes"
 LABELS_PER_CLASS_KEY = "labels_per_class"
 LABELS_SEED_KEY = "labels_seed"
 REPORT_KEY = "ingest_report"
+FILES_PER_ELEMENT = 32
 
 
 class ImageFolderError(ValueError):
@@ -90,36 +82,6 @@ def scan_class_folders(root: str, unlabeled_dir: str) -> Tuple[List[str], List[s
     if unlabeled:
         files_by_class[unlabeled_dir] = unlabeled
     return classes, empty, files_by_class
-
-
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _int_feature(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3,
-                  "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1}
-
-
-def inspect_image(data: bytes) -> Tuple[str, int, int, int]:
-    """Returns (format, height, width, channels), decoding the whole image so
-    that truncated or corrupt files are caught here, not in the Trainer."""
-    if not data:
-        raise ValueError("empty file")
-    with Image.open(io.BytesIO(data)) as image:
-        if image.format not in SUPPORTED_FORMATS:
-            raise ValueError(f"unsupported format {image.format}; supported: {', '.join(SUPPORTED_FORMATS)}")
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise ValueError(f"{width}x{height} exceeds the {MAX_PIXELS:,}-pixel limit")
-        mode = image.mode
-        if mode == "P" and "transparency" in image.info:
-            mode = "PA"
-        image.load()
-    return image.format, height, width, _MODE_CHANNELS.get(mode, 3)
 
 
 def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str, allow_class_changes: bool = False
@@ -164,21 +126,8 @@ def _parsed_output_config(output_config_json: str) -> example_gen_pb2.Output:
 
 def split_of(relative_path: str, output_config_json: str) -> str:
     """The split TFX's ExampleGen puts this file in (its partition function, on the `filename` feature)."""
-    output_config = _parsed_output_config(output_config_json)
-    splits = output_config.split_config.splits
-    buckets = cumulative_buckets(output_config.split_config)
-    example = tf.train.Example(features=tf.train.Features(feature={"filename": _bytes_feature(relative_path.encode("utf-8"))}))
-    return splits[base_example_gen_executor._PartitionFn(example, len(buckets), buckets, output_config.split_config)].name
-
-
-def partition(example: tf.train.Example, num_partitions: int, buckets: List[int],
-              split_config: example_gen_pb2.SplitConfig, train_index: int) -> int:
-    """TFX's hash split on the file path, except that unlabelled images (label -1) all go to the
-    train split: they cannot be evaluated (the Evaluator would count them as errors), and the
-    train split is where a semi-supervised Trainer reads them."""
-    if example.features.feature["label"].int64_list.value[0] < 0:
-        return train_index
-    return base_example_gen_executor._PartitionFn(example, num_partitions, buckets, split_config)
+    split_config = _parsed_output_config(output_config_json).split_config
+    return split_config.splits[decode.split_index(relative_path, cumulative_buckets(split_config))].name
 
 
 def labels_to_drop(files_by_class: Dict[str, List[str]], classes: List[str], labels_per_class: int, seed: int,
@@ -195,70 +144,6 @@ def labels_to_drop(files_by_class: Dict[str, List[str]], classes: List[str], lab
     return sorted(dropped)
 
 
-def upright(data: bytes) -> bytes | None:
-    """A JPEG whose EXIF says it is rotated or mirrored, turned upright and
-    stored as PNG (lossless); None when nothing needs turning. TensorFlow's
-    decoders ignore EXIF, so this is the one place it can be applied."""
-    with Image.open(io.BytesIO(data)) as image:
-        if image.format != "JPEG" or image.getexif().get(_EXIF_ORIENTATION, 1) == 1:
-            return None
-        turned = ImageOps.exif_transpose(image)
-        buffer = io.BytesIO()
-        turned.save(buffer, format="PNG")
-        return buffer.getvalue()
-
-
-class _ToExample(beam.DoFn):
-    SKIPPED = "skipped"
-
-    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str, progress_dir: str | None = None,
-                 drop_labels: Iterable[str] = ()):
-        self._root = root
-        self._label_index = label_index
-        self._unlabeled_dir = unlabeled_dir
-        self._progress_dir = progress_dir
-        self._drop_labels = frozenset(drop_labels)
-
-    def setup(self):
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        self._count = progress.WorkerCount(self._progress_dir)
-
-    def finish_bundle(self):
-        self._count.flush()
-
-    def process(self, relative_path: str) -> Iterable[Any]:
-        self._count.add()
-        class_name = posixpath.basename(posixpath.dirname(relative_path))
-        try:
-            with fileio.open(posixpath.join(self._root, relative_path), "rb") as f:
-                data = f.read()
-            image_format, height, width, channels = inspect_image(data)
-            turned = upright(data)
-            if turned is not None:
-                beam.metrics.Metrics.counter("ImageExampleGen", "images_turned_upright").inc()
-                data = turned
-                image_format, height, width, channels = inspect_image(data)
-        except Exception as exc:  # any undecodable file is reported, never fatal
-            beam.metrics.Metrics.counter("ImageExampleGen", "images_skipped").inc()
-            yield beam.pvalue.TaggedOutput(
-                self.SKIPPED, json.dumps({"file": relative_path, "reason": f"{type(exc).__name__}: {exc}"})
-            )
-            return
-        beam.metrics.Metrics.counter("ImageExampleGen", "images_ingested").inc()
-        is_unlabeled = class_name == self._unlabeled_dir or relative_path in self._drop_labels
-        example = tf.train.Example(features=tf.train.Features(feature={
-            "image": _bytes_feature(data),
-            "label": _int_feature(-1 if is_unlabeled else self._label_index[class_name]),
-            "label_name": _bytes_feature(b"" if is_unlabeled else class_name.encode("utf-8")),
-            "height": _int_feature(height),
-            "width": _int_feature(width),
-            "channels": _int_feature(channels),
-            "filename": _bytes_feature(relative_path.encode("utf-8")),
-            "format": _bytes_feature(image_format.encode("ascii")),
-        }))
-        yield example
-
-
 def _write_json(path: str, value: Any) -> None:
     with fileio.open(path, "w") as f:
         f.write(json.dumps(value, indent=2, sort_keys=True))
@@ -266,9 +151,8 @@ def _write_json(path: str, value: Any) -> None:
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
 def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
-    """Reads <input_base>/[<span folder>/]<class>/<file> into tf.Examples.
+    """Reads <input_base>/[<span folder>/]<class>/<file> into serialized tf.Examples: {split name: PCollection}.
 
     `split_pattern` is the input pattern after span resolution, e.g.
     `span-3/*/*`; with `data.spans` wider than the newest span, the older span
@@ -307,23 +191,29 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
         "labels_per_class": labels_per_class or None,
         "labels_dropped": len(dropped),
     })
+    split_config = _parsed_output_config(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY]).split_config
+    split_names = [split.name for split in split_config.splits]
+    if "train" not in split_names:
+        raise ValueError(f"ImageExampleGen needs a train output split (got {split_names})")
     results = (
         pipeline
-        | "ListFiles" >> beam.Create(all_files)
+        # Paths travel in groups: one path per element made the launching process handle 20,000
+        # elements for 20,000 images, a third of a worker's CPU time (py-spy, bench/ingest.py).
+        | "ListFiles" >> beam.Create([all_files[i:i + FILES_PER_ELEMENT] for i in range(0, len(all_files), FILES_PER_ELEMENT)])
         # Reshuffle so that decoding spreads over all workers, not one.
         | "Spread" >> beam.Reshuffle()
-        | "Decode" >> beam.ParDo(
-            _ToExample(input_base, {name: i for i, name in enumerate(classes)}, unlabeled_dir,
-                       exec_properties.get(_PROGRESS_DIR_KEY), dropped)
-        ).with_outputs(_ToExample.SKIPPED, main="examples")
+        | "Decode" >> beam.ParDo(decode.ToExample(
+            input_base, {name: i for i, name in enumerate(classes)}, unlabeled_dir, split_names,
+            cumulative_buckets(split_config), exec_properties.get(_PROGRESS_DIR_KEY), dropped)
+        ).with_outputs(decode.ToExample.SKIPPED, *split_names)
     )
     _ = (
-        results[_ToExample.SKIPPED]
+        results[decode.ToExample.SKIPPED]
         | "WriteSkipped" >> beam.io.WriteToText(
             posixpath.join(report_dir, SKIPPED_FILE), shard_name_template="", num_shards=1
         )
     )
-    return results["examples"]
+    return {name: results[name] for name in split_names}
 
 
 class Executor(BaseExampleGenExecutor):
@@ -359,10 +249,9 @@ class Executor(BaseExampleGenExecutor):
             artifact.set_int_custom_property("files_ingested", summary["files_ingested"])
             artifact.set_int_custom_property("files_skipped", summary["files_skipped"])
 
-
     def _write_examples(self, examples: Any, exec_properties: Dict[str, Any]) -> None:
         """BaseExampleGenExecutor.Do, less the Reshuffle it puts before writing, with unlabelled
-        images kept in the train split (`partition`).
+        images kept in the train split (decode.ToExample).
 
         Our file paths are already spread over the workers before decoding; a
         second shuffle of the encoded images would move every byte between
@@ -374,20 +263,14 @@ class Executor(BaseExampleGenExecutor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
         examples.split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config))
-        split_config = output_config.split_config
-        names = [split.name for split in split_config.splits]
-        if len(input_config.splits) != 1 or "train" not in names:
-            raise ValueError(f"ImageExampleGen needs one input split and a train output split (got {names})")
-        buckets = cumulative_buckets(split_config)
+        if len(input_config.splits) != 1:
+            raise ValueError(f"ImageExampleGen reads one input split (got {len(input_config.splits)})")
         with self._make_beam_pipeline() as pipeline:
-            examples_by_split = (
-                pipeline
-                | "InputToRecord" >> ImageFoldersToExample(exec_properties, input_config.splits[0].pattern)
-                | "SplitData" >> beam.Partition(partition, len(buckets), buckets, split_config, names.index("train")))
-            for split_name, split in zip(names, examples_by_split):
+            examples_by_split = pipeline | "InputToRecord" >> ImageFoldersToExample(
+                exec_properties, input_config.splits[0].pattern)
+            for split_name, split in examples_by_split.items():
                 _ = (
                     split
-                    | f"Serialize[{split_name}]" >> beam.Map(lambda example: example.SerializeToString())
                     | f"Write[{split_name}]" >> WriteToStoredGzipTFRecord(
                         posixpath.join(artifact_utils.get_split_uri([examples], split_name), write_split.DEFAULT_FILE_NAME),
                         file_name_suffix=".gz")
@@ -410,5 +293,5 @@ def read_skipped(report_dir: str) -> List[Dict[str, str]]:
 
 
 def read_label_names(examples_uri: str) -> List[str]:
-    with fileio.open(os.path.join(examples_uri, LABEL_NAMES_FILE)) as f:
+    with fileio.open(posixpath.join(examples_uri, LABEL_NAMES_FILE)) as f:
         return json.loads(f.read())

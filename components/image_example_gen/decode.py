@@ -1,0 +1,144 @@
+"""What ImageExampleGen's Beam workers run: one image file -> one serialized tf.Example.
+
+Each file is read, decoded in full (so that a truncated or corrupt file is
+caught here, not in the Trainer), turned upright when its EXIF says so, and
+assigned to its split by TFX's hash of its path. Files are identified by their
+content (JPEG, PNG, GIF, BMP), never by their extension.
+
+This module imports neither TensorFlow nor TFX: every Beam worker process
+imports it before its first image, and those imports cost each worker about
+6 s of start-up (bench/ingest.py). The executor, in the launching process,
+does the rest.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import json
+import posixpath
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image, ImageOps
+
+from components.image_example_gen import progress
+from components.image_example_gen.example_proto import Example, Features, bytes_feature, int_feature
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+# Decompression-bomb guard: refuse images over 50 megapixels (an 8000x6000
+# photo passes, a 10000x10000 image does not) instead of letting one file
+# exhaust a worker's memory here or in the Trainer, which decodes on the fly.
+MAX_PIXELS = 50_000_000
+_EXIF_ORIENTATION = 0x0112
+_MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3,
+                  "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1}
+
+
+def inspect_image(data: bytes) -> Tuple[str, int, int, int, bool]:
+    """Returns (format, height, width, channels, needs turning upright), decoding
+    the whole image so that truncated or corrupt files are caught here."""
+    if not data:
+        raise ValueError("empty file")
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format not in SUPPORTED_FORMATS:
+            raise ValueError(f"unsupported format {image.format}; supported: {', '.join(SUPPORTED_FORMATS)}")
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"{width}x{height} exceeds the {MAX_PIXELS:,}-pixel limit")
+        mode = image.mode
+        if mode == "P" and "transparency" in image.info:
+            mode = "PA"
+        turned = image.format == "JPEG" and image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+        image.load()
+    return image.format, height, width, _MODE_CHANNELS.get(mode, 3), turned
+
+
+def upright(data: bytes) -> bytes:
+    """A JPEG whose EXIF says it is rotated or mirrored, turned upright and
+    stored as PNG (lossless). TensorFlow's decoders ignore EXIF, so this is
+    the one place it can be applied."""
+    with Image.open(io.BytesIO(data)) as image:
+        turned = ImageOps.exif_transpose(image)
+        buffer = io.BytesIO()
+        turned.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def split_index(relative_path: str, cumulative_buckets: List[int]) -> int:
+    """The split TFX's ExampleGen puts an example in when it splits on the
+    `filename` feature (base_example_gen_executor._PartitionFn: sha256 of the
+    serialized feature, modulo the buckets); tests check it against TFX's own."""
+    key = bytes_feature(relative_path.encode("utf-8")).SerializeToString(deterministic=True)
+    return bisect.bisect(cumulative_buckets, int(hashlib.sha256(key).hexdigest(), 16) % cumulative_buckets[-1])
+
+
+class ToExample(beam.DoFn):
+    """A list of relative paths -> serialized tf.Examples, each in the output tagged with its
+    split's name; undecodable files go to SKIPPED as JSON lines.
+
+    Unlabelled images (the `unlabeled_dir` folder, or labels dropped by
+    `labels_per_class`) all go to the train split: they cannot be evaluated
+    (the Evaluator would count them as errors), and the train split is where a
+    semi-supervised Trainer reads them."""
+
+    SKIPPED = "skipped"
+
+    def __init__(self, root: str, label_index: Dict[str, int], unlabeled_dir: str, split_names: List[str],
+                 cumulative_buckets: List[int], progress_dir: str | None = None, drop_labels: Iterable[str] = ()):
+        self._root = root
+        self._label_index = label_index
+        self._unlabeled_dir = unlabeled_dir
+        self._split_names = split_names
+        self._buckets = cumulative_buckets
+        self._progress_dir = progress_dir
+        self._drop_labels = frozenset(drop_labels)
+
+    def setup(self):
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        self._count = progress.WorkerCount(self._progress_dir)
+        self._ingested, self._skipped, self._turned = (
+            beam.metrics.Metrics.counter("ImageExampleGen", name)
+            for name in ("images_ingested", "images_skipped", "images_turned_upright"))
+
+    def finish_bundle(self):
+        self._count.flush()
+
+    def process(self, relative_paths: List[str]) -> Iterable[Any]:
+        for relative_path in relative_paths:
+            yield from self._to_example(relative_path)
+
+    def _to_example(self, relative_path: str) -> Iterable[Any]:
+        self._count.add()
+        class_name = posixpath.basename(posixpath.dirname(relative_path))
+        try:
+            with FileSystems.open(posixpath.join(self._root, relative_path),
+                                  compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                data = f.read()
+            image_format, height, width, channels, turned = inspect_image(data)
+            if turned:
+                self._turned.inc()
+                data = upright(data)
+                image_format, height, width, channels, _ = inspect_image(data)
+        except Exception as exc:  # any undecodable file is reported, never fatal
+            self._skipped.inc()
+            yield beam.pvalue.TaggedOutput(
+                self.SKIPPED, json.dumps({"file": relative_path, "reason": f"{type(exc).__name__}: {exc}"})
+            )
+            return
+        self._ingested.inc()
+        is_unlabeled = class_name == self._unlabeled_dir or relative_path in self._drop_labels
+        example = Example(features=Features(feature={
+            "image": bytes_feature(data),
+            "label": int_feature(-1 if is_unlabeled else self._label_index[class_name]),
+            "label_name": bytes_feature(b"" if is_unlabeled else class_name.encode("utf-8")),
+            "height": int_feature(height),
+            "width": int_feature(width),
+            "channels": int_feature(channels),
+            "filename": bytes_feature(relative_path.encode("utf-8")),
+            "format": bytes_feature(image_format.encode("ascii")),
+        }))
+        split = "train" if is_unlabeled else self._split_names[split_index(relative_path, self._buckets)]
+        yield beam.pvalue.TaggedOutput(split, example.SerializeToString())
