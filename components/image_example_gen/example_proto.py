@@ -15,7 +15,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 _Field = descriptor_pb2.FieldDescriptorProto
 
 
-def _message_classes() -> dict:
+def _message_classes() -> tuple:
     proto = descriptor_pb2.FileDescriptorProto(name="imagepipe/tf_example.proto", package="tensorflow", syntax="proto3")
 
     def message(name: str, *fields: tuple, parent=None) -> descriptor_pb2.DescriptorProto:
@@ -43,13 +43,11 @@ def _message_classes() -> dict:
 
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
-            for name in ("Example", "Features", "Feature", "BytesList", "Int64List")}
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
+                 for name in ("Example", "Features", "Feature", "BytesList", "Int64List"))
 
 
-_CLASSES = _message_classes()
-Example, Features, Feature, BytesList, Int64List = (
-    _CLASSES[name] for name in ("Example", "Features", "Feature", "BytesList", "Int64List"))
+Example, Features, Feature, BytesList, Int64List = _message_classes()
 
 
 def bytes_feature(value: bytes) -> Feature:

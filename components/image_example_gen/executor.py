@@ -118,7 +118,7 @@ def cumulative_buckets(split_config: example_gen_pb2.SplitConfig) -> List[int]:
 
 @functools.lru_cache(maxsize=8)
 def _parsed_output_config(output_config_json: str) -> example_gen_pb2.Output:
-    # split_of runs once per file: parse the config once.
+    # split_of runs once per file, and the executor and its Beam job read the same config: parse it once.
     output_config = example_gen_pb2.Output()
     proto_utils.json_to_proto(output_config_json, output_config)
     return output_config
@@ -258,9 +258,9 @@ class Executor(BaseExampleGenExecutor):
         worker processes again (bench/ingest.py measures it). Each worker
         writes its own shards of each split instead, as gzip at deflate level 0
         (stored_gzip.py: the images are compressed already)."""
-        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        output_config = _parsed_output_config(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY])
         examples.split_names = artifact_utils.encode_split_names(
             utils.generate_output_split_names(input_config, output_config))
         if len(input_config.splits) != 1:
