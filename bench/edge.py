@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from components.edge_pusher import tflite_tools  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+from measure import write_result  # noqa: E402
 
 BOOK = {"int8_model_bytes": 2488, "int8_test_mse": 0.0108, "float_test_mse": 0.0102}
 
@@ -81,8 +83,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     results["targets_met"] = (results["int8_model_bytes"] <= BOOK["int8_model_bytes"]
                               and results["int8_mae_vs_sin_x"] <= 0.05)
-    out = REPO / "bench" / "results" / "edge.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_result("edge", results)
     print(json.dumps(results, indent=2))
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from measure import write_result  # noqa: E402
 SPECS = ["digits.yaml", "digits-dense.yaml", "digits-squeezenet.yaml", "digits-inception.yaml",
          "digits-alexnet.yaml", "digits-mobilenet-transfer.yaml"]
 
@@ -105,12 +107,11 @@ def main(only: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = REPO / "bench" / "results" / "families.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
     if only and results.exists():
         rerun = {r["spec"] for r in rows}
-        kept = [r for r in json.loads(results.read_text()) if r["spec"] not in rerun]
+        kept = [r for r in json.loads(results.read_text())["runs"] if r["spec"] not in rerun]
         rows = sorted(kept + rows, key=lambda r: SPECS.index(r["spec"].split("/")[-1]))
-    results.write_text(json.dumps(rows, indent=2) + "\n")
+    write_result("families", {"benchmark": "families", "runs": rows})
     print("| family | parameters | epochs | train s | eval accuracy | SavedModel MB | status |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:

@@ -2,11 +2,15 @@
 something runs, and writing bench/results/<name>.json."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
 import statistics
+import subprocess
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 import psutil
@@ -14,9 +18,53 @@ import psutil
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_result(name: str, result: dict) -> None:
+# The packages whose versions change what a benchmark measures.
+PACKAGES = ("tensorflow", "keras", "tfx", "apache-beam", "tensorflow-transform", "tensorflow-model-analysis",
+            "tflite-micro", "pillow", "numpy")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance() -> dict:
+    """What a result was measured on: the commit (and whether the tree had uncommitted changes),
+    when, and the machine: cores, memory, CPU model, Python and the package versions that matter."""
+    cpu_model = ""
+    if Path("/proc/cpuinfo").is_file():
+        cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                          if line.startswith("model name")), "")
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "commit": _git("rev-parse", "HEAD") or None,
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu_model": cpu_model,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "packages": versions,
+        },
+    }
+
+
+def write_result(name: str, result: dict) -> Path:
+    """bench/results/<name>.json, with the provenance of the measurement."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({**result, "provenance": provenance()}, indent=2) + "\n")
+    return path
 
 
 def tree_rss(process: psutil.Process) -> int:

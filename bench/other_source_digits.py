@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -23,8 +22,10 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from components.versions import existing_versions
-from pipelines.run import Paths
 from pipelines.spec import load_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ def main(spec_path: str = "pipelines/digits.yaml", model_dir: str | None = None)
     candidate = model_dir is not None
     if model_dir is None:
         loaded = load_spec(REPO / spec_path, check_paths=False)
-        base = Paths.for_spec(loaded).serving_base_dir
+        base = Path(loaded.layout.serving_base_dir)
         versions = existing_versions(str(base))
         if not versions:
             raise SystemExit(f"no pushed model under {base}; run `make run` first")
@@ -72,8 +73,7 @@ def main(spec_path: str = "pipelines/digits.yaml", model_dir: str | None = None)
     }
     if candidate:
         return
-    (REPO / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (REPO / "bench" / "results" / "other_source_digits.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_result("other_source_digits", out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ sys.path.insert(0, str(REPO))
 
 from pipelines.datasets import write_sine  # noqa: E402
 from trainer_modules import sine  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+from measure import write_result  # noqa: E402
 
 
 
@@ -62,7 +64,7 @@ def main(seeds: int = 10) -> None:
         "worst_final_eval_mse": max(r["final_eval_mse"] for r in rows),
         "runs": rows,
     }
-    (REPO / "bench" / "results" / "sine_seeds.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_result("sine_seeds", results)
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}))
 
 

@@ -37,9 +37,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from components.image_example_gen.executor import read_label_names  # noqa: E402
+from components.contracts import read_label_names  # noqa: E402
 from components.image_transform import decode_image  # noqa: E402
-from pipelines.run import Paths  # noqa: E402
 from pipelines.spec import load_spec  # noqa: E402
 from trainer_modules.base import augmenter, compile_model, make_dataset  # noqa: E402
 from measure import write_result  # noqa: E402
@@ -108,8 +107,8 @@ def model_appetite(loaded, batches: list, num_classes: int) -> float:
 
 def main(spec_path: str = "pipelines/digits.yaml") -> dict:
     loaded = load_spec(REPO / spec_path)
-    spec, paths = loaded.spec, Paths.for_spec(loaded)
-    tfx_root = paths.pipeline_root
+    spec = loaded.spec
+    tfx_root = Path(loaded.layout.pipeline_root)
     examples = newest(tfx_root / "ImageExampleGen" / "examples")
     transform_graph = newest(tfx_root / "Transform" / "transform_graph")
     tft_layer = tft.TFTransformOutput(str(transform_graph)).transform_features_layer()

@@ -12,10 +12,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from pipelines import run as runs
+from components.contracts import SHORT_METRIC
+from pipelines import results
 from pipelines.spec import SpecError, json_schema, load_spec
 
-console = Console(stderr=True)
+# soft_wrap: long messages stay whole lines (rich would break them at the terminal width, mid-sentence).
+console = Console(stderr=True, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,18 +36,21 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
         loaded = load_spec(spec_path)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        sys.exit(runs.EXIT_INVALID)
+        sys.exit(results.EXIT_INVALID)
     progress = (lambda message: None) if (quiet or as_json) else (lambda message: console.print(message, highlight=False))
+    from pipelines import run as runs
+    from pipelines.describe import describe
+
     try:
         summary = runs.run_pipeline(loaded, progress=progress, runner=runner)
     except runs.PipelineBusy as exc:
         console.print(f"[red]refused:[/red] {exc}", highlight=False)
-        _finish(loaded, {"pipeline": loaded.name, "status": "busy", "error": str(exc)}, as_json, runs.EXIT_FAILED)
+        _finish(loaded, {"pipeline": loaded.name, "status": "busy", "error": str(exc)}, as_json, results.EXIT_FAILED)
     except Exception as exc:  # report, then fail with the documented code
         console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        _finish(loaded, {"pipeline": loaded.name, "status": "failed", "error": str(exc)}, as_json, runs.EXIT_FAILED)
+        _finish(loaded, {"pipeline": loaded.name, "status": "failed", "error": str(exc)}, as_json, results.EXIT_FAILED)
     if not as_json:
-        click.echo(runs.describe(summary))
+        click.echo(describe(summary))
     _finish(loaded, {**summary.to_dict(), "status": summary.status}, as_json, summary.exit_code)
 
 
@@ -74,17 +79,17 @@ def runs_command(spec_path: Path, as_json: bool) -> None:
         loaded = load_spec(spec_path, check_paths=False)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_INVALID)
-    metadata_path = runs.Paths.for_spec(loaded).metadata_path
+        sys.exit(results.EXIT_INVALID)
+    metadata_path = Path(loaded.layout.metadata_path)
     if not metadata_path.is_file():
         click.echo(f"{loaded.name}: no runs yet ({metadata_path} does not exist)")
         return
-    history = runs.summarize_all_runs(loaded.name, metadata_path)
+    history = results.summarize_all_runs(loaded.name, metadata_path)
     if as_json:
         for summary in history:
             click.echo(json.dumps({**summary.to_dict(), "status": summary.status}))
         return
-    metric = "accuracy" if loaded.spec.task == "classification" else "mean_absolute_error"
+    metric = SHORT_METRIC[loaded.spec.task]
     table = Table("started (UTC)", "span", "accuracy" if metric == "accuracy" else "MAE", "blessed", "status",
                   "serving", "edge", "ran", "cached", title=f"runs of {loaded.name}")
     for summary in history:
@@ -134,8 +139,10 @@ def _serving_dir(pipeline: str, output_dir: Path) -> Path:
     if not NAME_PATTERN.match(pipeline):
         console.print(f"[red]error:[/red] {pipeline!r} is not a pipeline name (lower-case letters, digits, '-', '_')",
                       highlight=False)
-        sys.exit(runs.EXIT_INVALID)
-    return output_dir / pipeline / "serving"
+        sys.exit(results.EXIT_INVALID)
+    from components.contracts import OutputLayout
+
+    return Path(OutputLayout.of(output_dir, pipeline).serving_dir)
 
 
 def _rollout_command(action: str, pipeline: str, output_dir: Path) -> None:
@@ -146,7 +153,7 @@ def _rollout_command(action: str, pipeline: str, output_dir: Path) -> None:
         rollout = getattr(serving_rollout, action)(serving_dir)
     except serving_rollout.RolloutError as exc:
         console.print(f"[red]{action} refused:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_FAILED)
+        sys.exit(results.EXIT_FAILED)
     click.echo(f"{serving_rollout.config_path(serving_dir)}: stable {rollout.stable}, canary {rollout.canary}")
 
 
@@ -200,9 +207,9 @@ def edge_verify(bundle_dir: Path) -> None:
 
     try:
         manifest = verify_bundle(bundle_dir)
-    except (BundleMismatch, FileNotFoundError, KeyError) as exc:
+    except (BundleMismatch, FileNotFoundError, KeyError, ValueError) as exc:
         console.print(f"[red]bundle does not verify:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_FAILED)
+        sys.exit(results.EXIT_FAILED)
     click.echo(f"{bundle_dir}: verified ({manifest['files']['model_int8.tflite']['bytes']} bytes int8, "
                f"arena {manifest['arena_bytes']} bytes, {len(manifest['ops'])} op(s), golden outputs bit-exact)")
 
@@ -222,7 +229,7 @@ def compile_command(spec_path: Path, target: str, output_file: Path) -> None:
         job = compile_kubeflow(loaded, output_file)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_INVALID)
+        sys.exit(results.EXIT_INVALID)
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     click.echo(f"{output_file}: Kubeflow Pipelines v2 job {loaded.name}, {len(tasks)} tasks, "
                f"image {loaded.spec.kubeflow.image}, pipeline root {job['runtimeConfig']['gcsOutputDirectory']}")
@@ -240,7 +247,7 @@ def run_compiled_command(job_file: Path, project_dir: Path) -> None:
         run_compiled(job_file, project_dir.resolve(), progress=lambda message: click.echo(message, err=True))
     except TaskFailed as exc:
         console.print(f"[red]task failed:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_FAILED)
+        sys.exit(results.EXIT_FAILED)
     click.echo(f"{job_file}: every task ran")
 
 
@@ -258,7 +265,7 @@ def schedule_command(spec_path: Path, cron: str, out_dir: Path | None) -> None:
         line = schedule.crontab_line(loaded, cron)
     except (SpecError, schedule.CronError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_INVALID)
+        sys.exit(results.EXIT_INVALID)
     recurring = None
     if loaded.spec.kubeflow:
         from pipelines.kubeflow import compile_kubeflow
@@ -292,12 +299,13 @@ def report_command(spec_path: Path, open_it: bool) -> None:
         loaded = load_spec(spec_path, check_paths=False)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_INVALID)
-    report = latest_report(loaded.output_dir / "reports")
+        sys.exit(results.EXIT_INVALID)
+    reports_dir = Path(loaded.layout.reports_dir)
+    report = latest_report(reports_dir)
     if report is None:
-        console.print(f"[red]error:[/red] no report under {loaded.output_dir / 'reports'}; fix: run "
+        console.print(f"[red]error:[/red] no report under {reports_dir}; fix: run "
                       f"`imagepipe run {spec_path}` first", highlight=False)
-        sys.exit(runs.EXIT_FAILED)
+        sys.exit(results.EXIT_FAILED)
     click.echo(str(report))
     if open_it:
         import webbrowser
@@ -325,7 +333,7 @@ def validate_command(spec_path: Path) -> None:
         loaded = load_spec(spec_path)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(runs.EXIT_INVALID)
+        sys.exit(results.EXIT_INVALID)
     click.echo(f"{spec_path}: valid spec for pipeline {loaded.name}")
 
 

@@ -13,6 +13,7 @@ import posixpath
 from pathlib import Path
 from typing import Dict
 
+from components.contracts import OutputLayout
 from pipelines.run import SCHEMAS, beam_pipeline_args, schema_file
 from pipelines.spec import LoadedSpec, SpecError
 
@@ -23,11 +24,11 @@ IMAGE_PROJECT_DIR = "/opt/imagepipe"
 def cluster_paths(loaded: LoadedSpec) -> Dict[str, str]:
     """The run's paths as the cluster sees them."""
     kubeflow = loaded.spec.kubeflow
-    out = posixpath.join(kubeflow.output_dir.rstrip("/"), loaded.name)
+    layout = OutputLayout.of(kubeflow.output_dir.rstrip("/"), loaded.name)
     return {
-        "pipeline_root": posixpath.join(out, "tfx"),
-        "serving_base_dir": posixpath.join(out, "serving", loaded.name),
-        "edge_base_dir": posixpath.join(out, "edge", loaded.name),
+        "pipeline_root": layout.pipeline_root,
+        "serving_base_dir": layout.serving_base_dir,
+        "edge_base_dir": layout.edge_base_dir,
         "data_root": kubeflow.data_root or str(loaded.data_root),
         "schema_file": posixpath.join(IMAGE_PROJECT_DIR, "schemas", schema_file(loaded).relative_to(SCHEMAS).as_posix()),
     }

@@ -9,16 +9,18 @@ CSV, no Transform (the model takes x as it is), the same from the Trainer on.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
-import importlib
-import inspect
-from typing import List, Optional
+import importlib.util
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.baseline_resolver import LatestBlessedModelFromOtherDataStrategy, LatestBlessedOtherModelStrategy
+from components.contracts import CLASSIFICATION
 from components.edge_pusher import EdgePusher
 from components.example_validator import StrictExampleValidator
 from components.image_example_gen import ImageExampleGen
@@ -29,14 +31,59 @@ from pipelines.spec import SPAN_TOKEN, Spec, span_count
 PREPROCESSING_FN = "components.image_transform.preprocessing_fn"
 
 
-def source_fingerprint(*module_names: str) -> str:
-    """A hash of the code a component runs. TFX caches on inputs and
-    parameters; putting this among the parameters makes a code change
+PROJECT_PACKAGES = ("components", "trainer_modules", "pipelines")
+
+
+def _module_file(name: str) -> Optional[Path]:
+    """The source file of a project module, or None when `name` is not a module (a class or a constant)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def project_imports(*module_names: str) -> Dict[str, Path]:
+    """The given modules and every project module they import, directly or not, with the packages
+    around them (their __init__ runs too): read from the source with ast, nothing executed."""
+    found: Dict[str, Path] = {}
+    todo = list(module_names)
+    while todo:
+        name = todo.pop()
+        if name in found or name.split(".")[0] not in PROJECT_PACKAGES:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        found[name] = path
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # the enclosing packages
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{alias.name}" for alias in node.names)  # submodules
+    return found
+
+
+def source_fingerprint(*module_names: str, read: Callable[[Path], bytes] = Path.read_bytes) -> str:
+    """A hash of the code a component runs: the given modules and every project module they import.
+    TFX caches on inputs and parameters; putting this among the parameters makes a code change
     invalidate the cache, as it should."""
     digest = hashlib.sha256()
-    for name in sorted(module_names):
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    for name, path in sorted(project_imports(*module_names).items()):
+        digest.update(name.encode() + b"\0" + read(path) + b"\0")
     return digest.hexdigest()[:16]
+
+
+def trainer_code_modules(spec: Spec) -> List[str]:
+    """What the Trainer imports by name: its family, and MixMatch's backbone (imported at run time)."""
+    modules = [f"trainer_modules.{spec.trainer.module}"]
+    backbone = getattr(spec.trainer.family_hyperparameters(), "backbone", None)
+    if backbone:
+        modules.append(f"trainer_modules.{backbone}")
+    return modules
 
 
 def split_input_pattern(data_root: str) -> tuple[str, str]:
@@ -51,7 +98,7 @@ def split_input_pattern(data_root: str) -> tuple[str, str]:
 
 
 def eval_config(spec: Spec) -> tfma.EvalConfig:
-    return classification_eval_config(spec) if spec.task == "classification" else regression_eval_config(spec)
+    return classification_eval_config(spec) if spec.task == CLASSIFICATION else regression_eval_config(spec)
 
 
 def regression_eval_config(spec: Spec) -> tfma.EvalConfig:
@@ -215,8 +262,7 @@ def create_pipeline(
         custom_config={
             "image": spec.image.model_dump() if spec.image else None,
             "trainer": spec.trainer.model_dump(),
-            "code": source_fingerprint(trainer_module, "trainer_modules.base", "trainer_modules.distribution",
-                                       "trainer_modules.edge_export", "trainer_modules.warm_start"),
+            "code": source_fingerprint(*trainer_code_modules(spec)),
         },
     )
     trainer.add_upstream_node(data.validated)  # train only on validated data

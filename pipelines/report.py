@@ -18,7 +18,8 @@ from typing import Dict, List, Optional
 import jinja2
 
 from components.artifacts import IngestReport
-from pipelines.run import RunSummary, run_output_artifacts
+from components.contracts import CLASSIFICATION, INGEST_REPORT_FILE, TRAINING_HISTORY_FILE, read_ingest_report
+from pipelines.results import RunSummary, run_output_artifacts
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SAMPLES_PER_CLASS = 8
@@ -95,8 +96,8 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
     sizes_chart = _png(figure)
 
     ingest = {}
-    if ingest_report_uri and (Path(ingest_report_uri) / "ingest_report.json").is_file():
-        ingest = json.loads((Path(ingest_report_uri) / "ingest_report.json").read_text())
+    if ingest_report_uri and (Path(ingest_report_uri) / INGEST_REPORT_FILE).is_file():
+        ingest = read_ingest_report(ingest_report_uri)
     return {
         "kind": "images",
         "counts": {split: dict(counter) for split, counter in counts.items()},
@@ -142,7 +143,7 @@ def anomalies_section(anomalies_uri: Optional[str]) -> Dict[str, List[str]]:
 
 
 def training_section(model_run_uri: Optional[str]) -> Dict:
-    history_path = Path(model_run_uri) / "history.json" if model_run_uri else None
+    history_path = Path(model_run_uri) / TRAINING_HISTORY_FILE if model_run_uri else None
     if not history_path or not history_path.is_file():
         return {}
     history = json.loads(history_path.read_text())
@@ -213,7 +214,7 @@ def write_report(loaded, summary: RunSummary, store, run, reports_dir: Path) -> 
         data = image_data_section(artifacts["Examples"], artifacts.get(IngestReport.TYPE_NAME)) if "Examples" in artifacts else {}
     evaluation = spec.evaluation
     thresholds = ({"min accuracy": evaluation.min_accuracy, "max drop below the baseline": evaluation.max_accuracy_drop}
-                  if spec.task == "classification" else
+                  if spec.task == CLASSIFICATION else
                   {"max mean absolute error": evaluation.max_mean_absolute_error,
                    "max increase over the baseline": evaluation.max_mean_absolute_error_increase})
     page = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True).get_template(

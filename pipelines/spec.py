@@ -6,7 +6,6 @@ from them (`imagepipe schema`), and the README's field table mirrors them.
 """
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
@@ -14,14 +13,17 @@ from typing import Any, Dict, List, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.contracts import CLASSIFICATION, OutputLayout
+from trainer_modules.families import FAMILIES
+
 SPAN_TOKEN = "{SPAN}"
-TRAINER_MODULES = ("dense", "convnet", "squeezenet", "inception", "alexnet", "mobilenet_transfer", "mixmatch", "sine")
+TRAINER_MODULES = tuple(FAMILIES)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def module_task(module: str) -> str:
-    """classification (image models) or regression, as trainer_modules/<module>.py declares in TASK."""
-    return getattr(importlib.import_module(f"trainer_modules.{module}"), "TASK", "classification")
+    """classification (image models) or regression, as trainer_modules/families.py declares."""
+    return FAMILIES[module].task
 
 
 class SpecError(ValueError):
@@ -139,6 +141,10 @@ class TrainerSpec(_Strict):
         "retraining costs a fraction of a first training. Same family and hyperparameters, or it starts from scratch.",
     )
 
+    def family_hyperparameters(self) -> BaseModel:
+        """trainer.hyperparameters parsed into the family's own type (trainer_modules/families.py)."""
+        return FAMILIES[self.module].hyperparameters.model_validate(self.hyperparameters)
+
     @field_validator("module")
     @classmethod
     def _known_module(cls, value: str) -> str:
@@ -148,11 +154,16 @@ class TrainerSpec(_Strict):
 
     @model_validator(mode="after")
     def _family_hyperparameters(self) -> "TrainerSpec":
-        # Each family declares its own hyperparameters (a pydantic model in
-        # trainer_modules/<module>.py); check them now, not mid-pipeline.
-        family = importlib.import_module(f"trainer_modules.{self.module}")
+        # Each family declares its own hyperparameters (trainer_modules/families.py); check them now,
+        # not mid-pipeline, and refuse a field the family would silently drop.
+        family = FAMILIES[self.module]
+        ignored = [name for name in family.ignores if name in self.model_fields_set]
+        if ignored:
+            raise ValueError(f"trainer.module {self.module} does not use trainer.{', trainer.'.join(ignored)}; "
+                             f"fix: remove {'them' if len(ignored) > 1 else 'it'} from the spec "
+                             f"(the {self.module} family: {family.summary})")
         try:
-            family.Hyperparameters.model_validate(self.hyperparameters)
+            family.hyperparameters.model_validate(self.hyperparameters)
         except ValidationError as exc:
             problems = "; ".join(
                 f"hyperparameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -283,7 +294,7 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _sections_fit_the_task(self) -> "Spec":
-        if self.task == "classification":
+        if self.task == CLASSIFICATION:
             if self.image is None:
                 raise ValueError(f"trainer.module {self.trainer.module} is an image model: add an `image` section "
                                  "(height, width, channels)")
@@ -317,11 +328,16 @@ class LoadedSpec(BaseModel):
 
     @property
     def output_dir(self) -> Path:
-        return self.resolve(self.spec.output_dir) / self.spec.pipeline
+        return Path(self.layout.root)
 
     @property
     def data_root(self) -> Path:
         return self.resolve(self.spec.data.root)
+
+    @property
+    def layout(self) -> OutputLayout:
+        """Where this pipeline's outputs go: <output_dir>/<pipeline>/..."""
+        return OutputLayout.of(self.resolve(self.spec.output_dir), self.spec.pipeline)
 
 
 def _field_path(loc: tuple) -> str:
@@ -346,7 +362,9 @@ def _fix_for(error: dict) -> str:
 def format_validation_error(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid pipeline spec ({error.error_count()} problem(s))"]
     for item in error.errors():
-        lines.append(f"  - field `{_field_path(item['loc'])}`: {item['msg']}; fix: {_fix_for(item)}")
+        message = item["msg"]
+        fix = "" if "fix:" in message else f"; fix: {_fix_for(item)}"  # our validators name their own fix
+        lines.append(f"  - field `{_field_path(item['loc'])}`: {message}{fix}")
     return "\n".join(lines)
 
 
@@ -396,7 +414,7 @@ def check_data_root(loaded: LoadedSpec) -> None:
             f"{loaded.path}: field `data.root`: folder {data_root} does not exist; "
             f"fix: point data.root at a folder of class sub-folders{hint}"
         )
-    from components.image_example_gen.executor import ImageFolderError, scan_class_folders
+    from components.image_example_gen.folders import ImageFolderError, scan_class_folders
 
     try:
         scan_class_folders(str(data_root), loaded.spec.data.unlabeled_dir)

@@ -1,6 +1,6 @@
 """convnet builds at digit and photo sizes and learns in a few steps."""
-import numpy as np
 import keras
+import numpy as np
 
 from trainer_modules import convnet
 

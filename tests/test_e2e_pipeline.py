@@ -19,7 +19,7 @@ import tensorflow as tf
 import yaml
 from PIL import Image
 
-from pipelines import run as runs
+from pipelines import results
 from pipelines.datasets import write_digits
 from tests.conftest import REPO
 
@@ -55,7 +55,7 @@ def project(tmp_path_factory):
 def first_run(project):
     root, spec_path, _ = project
     result = imagepipe("run", str(spec_path), "--json")
-    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_PUSHED, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -143,7 +143,7 @@ def test_serving_examples_agrees_with_serving_default(first_run, project):
 def test_unchanged_rerun_is_cached_and_pushes_nothing_new(first_run, project):
     root, spec_path, _ = project
     result = imagepipe("run", str(spec_path), "--json")
-    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_PUSHED, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["executed"] == ["latest_blessed_model_resolver"]
     assert {"Evaluator", "Pusher", "EdgePusher"} <= set(summary["cached"])
@@ -158,7 +158,7 @@ def test_a_model_below_the_bound_is_not_pushed_and_the_cli_says_why(first_run, p
     strict = root / "digits-e2e-strict.yaml"
     strict.write_text(yaml.safe_dump(spec))
     result = imagepipe("run", str(strict))
-    assert result.returncode == runs.EXIT_NOT_BLESSED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_NOT_BLESSED, result.stderr[-4000:]
     assert "not blessed, nothing pushed" in result.stdout
     assert "lower_bound" in result.stdout and "0.999" in result.stdout
     versions = sorted(p.name for p in (root / "outputs" / "digits-e2e" / "serving" / "digits-e2e").iterdir())

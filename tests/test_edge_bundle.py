@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.contracts import EdgeInfo
 from components.edge_pusher import bundle, tflite_tools
 
 
@@ -26,7 +27,8 @@ def small_model_dir(tmp_path_factory):
             return {"inputs": tf.zeros([1, 12, 12, 1]), "label": tf.zeros([1], tf.int64)}
 
     export_dir = tmp_path_factory.mktemp("export")
-    export_edge_model(model, (12, 12, 1), Inputs(), {"task": "classification"}, str(export_dir))
+    export_edge_model(model, (12, 12, 1), Inputs(), EdgeInfo("classification", ["a", "b", "c"], "none", "probabilities"),
+                      str(export_dir))
     return str(export_dir / "model"), model
 
 
@@ -117,7 +119,7 @@ def test_convert_for_micro_gives_float_and_full_integer_models(small_model_dir):
 
 
 def test_a_refusal_without_numbers_is_described():
-    from pipelines.run import describe_edge
+    from pipelines.describe import describe_edge
 
     text = describe_edge({"metric": "accuracy", "error": "no full-integer model: x", "checks": {}, "pushed": False})
     assert text == "edge: not pushed: no full-integer model: x"

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from pipelines import run as runs
+from pipelines import results
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ def test_killed_runs_leave_no_half_written_version_and_the_rerun_completes(tmp_p
 
     rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(spec_path), "--json"], cwd=REPO,
                            capture_output=True, text=True, timeout=900)
-    assert rerun.returncode == runs.EXIT_PUSHED, rerun.stderr[-3000:]
+    assert rerun.returncode == results.EXIT_PUSHED, rerun.stderr[-3000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     # Everything that finished before the kills is reused; only the edge push runs again.
     assert {"CsvExampleGen", "StatisticsGen", "Trainer", "Evaluator", "Pusher"} <= set(summary["cached"])

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from components import contracts
 from components.image_example_gen import executor
 from components.image_transform import decode_image
 from tests.conftest import encode, gradient
@@ -82,7 +83,7 @@ def test_every_unreadable_file_is_skipped_with_a_reason(corpus):
 def test_hidden_files_and_empty_class_folders_are_left_out_and_named(corpus):
     root, report, examples = corpus
     assert not any(".hidden" in name for name in examples)
-    summary = json.loads((report / executor.REPORT_FILE).read_text())
+    summary = json.loads((report / contracts.INGEST_REPORT_FILE).read_text())
     assert summary["label_names"] == ["good", "odd ünïcode"]
     assert summary["empty_class_folders"] == ["empty_class"]
 

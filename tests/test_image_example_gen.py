@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that
 
-from components.image_example_gen import decode, example_proto, executor, progress
+from components import contracts
+from components.image_example_gen import decode, example_proto, executor, folders, progress
 from tests.conftest import encode, gradient
 
 
@@ -74,10 +75,10 @@ def test_undecodable_files_are_skipped_and_reported(mixed_image_folder, tmp_path
     assert sorted(skipped) == ["dogs/empty.png", "dogs/notes.jpg", "dogs/truncated.jpg"]
     assert "empty file" in skipped["dogs/empty.png"]
     assert "truncated" in skipped["dogs/truncated.jpg"].lower()
-    report = executor.read_ingest_report(str(tmp_path))
+    report = contracts.read_ingest_report(str(tmp_path))
     assert report["label_names"] == ["cats", "dogs"]
     assert report["files_per_class"] == {"cats": 2, "dogs": 7}
-    assert json.loads((tmp_path / executor.LABEL_NAMES_FILE).read_text()) == ["cats", "dogs"]
+    assert json.loads((tmp_path / contracts.LABEL_NAMES_FILE).read_text()) == ["cats", "dogs"]
 
 
 def test_unlabeled_folder_is_not_a_class(mixed_image_folder, tmp_path):
@@ -86,17 +87,17 @@ def test_unlabeled_folder_is_not_a_class(mixed_image_folder, tmp_path):
     (mixed_image_folder / "empty_class").mkdir()
     examples = run_transform(mixed_image_folder, tmp_path)
     assert (feature(examples["unlabeled/x.png"], "label"), feature(examples["unlabeled/x.png"], "label_name")) == (-1, b"")
-    report = executor.read_ingest_report(str(tmp_path))
+    report = contracts.read_ingest_report(str(tmp_path))
     assert report["label_names"] == ["cats", "dogs"]
     assert report["empty_class_folders"] == ["empty_class"]
 
 
 def test_a_root_without_class_folders_fails_clearly(tmp_path):
     (tmp_path / "loose.png").write_bytes(b"x")
-    with pytest.raises(executor.ImageFolderError, match="no class folder with images"):
-        executor.scan_class_folders(str(tmp_path), "unlabeled")
-    with pytest.raises(executor.ImageFolderError, match="is not a folder"):
-        executor.scan_class_folders(str(tmp_path / "missing"), "unlabeled")
+    with pytest.raises(folders.ImageFolderError, match="no class folder with images"):
+        folders.scan_class_folders(str(tmp_path), "unlabeled")
+    with pytest.raises(folders.ImageFolderError, match="is not a folder"):
+        folders.scan_class_folders(str(tmp_path / "missing"), "unlabeled")
 
 
 def test_decompression_bombs_are_refused(monkeypatch):
@@ -121,7 +122,7 @@ def test_the_newest_spans_are_read_together(tmp_path, span_count, expected_spans
                              span_pattern="span-{SPAN}/*/*")
     assert sorted(examples) == [f"{span}/{name}/a.png" for span in expected_spans for name in ("cats", "dogs")]
     assert {feature(ex, "label_name") for ex in examples.values()} == {b"cats", b"dogs"}
-    assert executor.read_ingest_report(str(report))["span_folders"] == expected_spans
+    assert contracts.read_ingest_report(str(report))["span_folders"] == expected_spans
 
 
 def test_a_class_added_in_the_newest_drop_stops_ingestion_unless_the_spec_allows_it(tmp_path):
@@ -133,7 +134,7 @@ def test_a_class_added_in_the_newest_drop_stops_ingestion_unless_the_spec_allows
     report = tmp_path / "report"
     report.mkdir()
     latest_only = dict(span=2, span_count=1, span_pattern="span-{SPAN}/*/*")
-    with pytest.raises(executor.ImageFolderError, match="added: birds.*data.allow_class_changes: true"):
+    with pytest.raises(folders.ImageFolderError, match="added: birds.*data.allow_class_changes: true"):
         run_transform(data, report, "span-2/*/*", **latest_only)
     examples = run_transform(data, report, "span-2/*/*", allow_class_changes=1, **latest_only)
     assert {feature(ex, "label_name"): feature(ex, "label") for ex in examples.values()} == {
@@ -142,7 +143,7 @@ def test_a_class_added_in_the_newest_drop_stops_ingestion_unless_the_spec_allows
 
 def test_workers_counts_add_up_to_every_file_decoded_or_skipped(mixed_image_folder, tmp_path):
     lines = []
-    with progress.watch(lambda: executor.read_ingest_report(str(tmp_path))["files_found"], lines.append,
+    with progress.watch(lambda: contracts.read_ingest_report(str(tmp_path))["files_found"], lines.append,
                         interval=0.01) as folder:
         run_transform(mixed_image_folder, tmp_path, **{executor._PROGRESS_DIR_KEY: folder})
         counted = progress.total(folder)
@@ -163,6 +164,14 @@ def test_a_worker_that_cannot_reach_the_progress_folder_keeps_working(tmp_path):
     assert progress.total(str(tmp_path)) == 5
     written.flush()
     assert progress.total(str(tmp_path)) == 6
+
+
+def test_the_first_count_is_written_on_a_machine_booted_seconds_ago(tmp_path, monkeypatch):
+    # time.monotonic() counts from boot: 5 s after boot, 5 - 0 < interval must not hold the first write back.
+    monkeypatch.setattr(progress.time, "monotonic", lambda: 5.0)
+    count = progress.WorkerCount(str(tmp_path), interval=60)
+    count.add(4)
+    assert progress.total(str(tmp_path)) == 4
 
 
 def digits_folder(root, classes=3, per_class=20):
@@ -195,7 +204,7 @@ def test_labels_per_class_keeps_that_many_labels_in_the_train_split_only(tmp_pat
         assert all((feature(examples[n], "label"), feature(examples[n], "label_name")) == (-1, b"")
                    for n in set(train) - set(labelled))
     assert all(feature(ex, "label") >= 0 for n, ex in examples.items() if split[n] == "eval")
-    report = executor.read_ingest_report(str(tmp_path))
+    report = contracts.read_ingest_report(str(tmp_path))
     assert report["labels_per_class"] == 2
     assert report["labels_dropped"] == sum(1 for n in examples if split[n] == "train") - 6
 

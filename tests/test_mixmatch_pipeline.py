@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from pipelines import run as runs
+from pipelines import results
 from pipelines.datasets import write_digits
 from tests.conftest import REPO
 from tests.test_e2e_pipeline import imagepipe
@@ -38,7 +38,7 @@ def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_pat
     spec_path.write_text(yaml.safe_dump(spec))
 
     result = imagepipe("run", str(spec_path), "--json")
-    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_PUSHED, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "pushed" and summary["files_ingested"] == 10 * PER_CLASS + UNLABELED_FILES
 
@@ -75,6 +75,6 @@ def test_mixmatch_without_unlabelled_images_stops_with_the_fix(tmp_path):
     spec_path.write_text(yaml.safe_dump(spec))
 
     result = imagepipe("run", str(spec_path))
-    assert result.returncode == runs.EXIT_FAILED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_FAILED, result.stderr[-4000:]
     assert "found no unlabelled images" in result.stderr and "data.labels_per_class" in result.stderr, result.stderr[-4000:]
     assert not (tmp_path / "outputs" / "digits-mixmatch" / "serving" / "digits-mixmatch").exists()

@@ -10,7 +10,7 @@ import threading
 import pytest
 import yaml
 
-from pipelines import run as runs
+from pipelines import results
 from pipelines.notify import post_summary
 from pipelines.spec import SpecError, load_spec
 from tests.conftest import REPO, encode, gradient
@@ -75,7 +75,7 @@ def test_a_refused_run_notifies_and_keeps_its_exit_code(webhook, tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(spec_path)], cwd=REPO,
                                 capture_output=True, text=True, timeout=300)
-    assert result.returncode == runs.EXIT_FAILED
+    assert result.returncode == results.EXIT_FAILED
     assert [body["status"] for body in received] == ["busy"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components import serving_rollout
-from pipelines import run as runs
+from pipelines import results
 from pipelines.datasets import write_digits
 from tests.conftest import REPO
 from tests.test_e2e_pipeline import imagepipe
@@ -62,7 +62,7 @@ def test_a_new_span_is_retrained_warm_on_beam_pushed_as_canary_promoted_and_roll
     serving_dir = tmp_path / "outputs" / PIPELINE / "serving"
 
     week1 = imagepipe("run", str(spec_path), "--runner", "local", "--json")
-    assert week1.returncode == runs.EXIT_PUSHED, week1.stdout[-2000:] + week1.stderr[-3000:]
+    assert week1.returncode == results.EXIT_PUSHED, week1.stdout[-2000:] + week1.stderr[-3000:]
     week1_summary = json.loads(week1.stdout.strip().splitlines()[-1])
     assert (week1_summary["span"], week1_summary["pushed_version"]) == (1, 1)
     rollout = serving_rollout.read(serving_dir)
@@ -70,7 +70,7 @@ def test_a_new_span_is_retrained_warm_on_beam_pushed_as_canary_promoted_and_roll
 
     shutil.move(str(drops / "span-2"), data / "span-2")  # week 2's drop arrives
     week2 = imagepipe("run", str(spec_path), "--runner", "beam", "--json")
-    assert week2.returncode == runs.EXIT_PUSHED, week2.stdout[-2000:] + week2.stderr[-3000:]
+    assert week2.returncode == results.EXIT_PUSHED, week2.stdout[-2000:] + week2.stderr[-3000:]
     week2_summary = json.loads(week2.stdout.strip().splitlines()[-1])
     assert (week2_summary["span"], week2_summary["pushed_version"]) == (2, 2)
     assert week2_summary["files_ingested"] == week1_summary["files_ingested"] == 300  # the newest span only

@@ -5,6 +5,7 @@ import sys
 
 import yaml
 
+from pipelines import results
 from pipelines import run as runs
 from pipelines.spec import load_spec
 from tests.conftest import REPO, encode, gradient
@@ -32,7 +33,7 @@ def test_a_second_run_of_the_same_pipeline_is_refused_while_one_holds_the_lock(t
     finally:
         holder.kill()
         holder.wait()
-    assert second.returncode == runs.EXIT_FAILED
+    assert second.returncode == results.EXIT_FAILED
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert summary["status"] == "busy"
     assert f"another run of this pipeline is in progress (pid {holder.pid}" in summary["error"]

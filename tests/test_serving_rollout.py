@@ -1,7 +1,7 @@
 """serving/models.config: a push becomes canary, promote makes it stable, rollback steps stable back."""
+import pytest
 from click.testing import CliRunner
 from google.protobuf import text_format
-import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
 from components import serving_rollout

@@ -5,7 +5,9 @@ vectors bit-exact in TFLite Micro and the TFLite reference kernels, minimal
 arena), compile with g++, fit the book's 2,488 bytes, and approximate sin(x)
 within 0.05 in TFLite Micro.
 """
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +20,9 @@ import yaml
 
 from components.edge_pusher import tflite_tools
 from components.edge_pusher.verify import BundleMismatch, verify_bundle
-from pipelines import run as runs
-from tests.test_notify import local_webhook
+from pipelines import results
 from tests.conftest import REPO
+from tests.test_notify import local_webhook
 
 pytestmark = pytest.mark.e2e
 BOOK_MODEL_BYTES = 2488  # the TinyML book's quantized hello-world model
@@ -42,7 +44,7 @@ def sine_run(tmp_path_factory):
         spec["notify"] = {"webhook": url}
         spec_path.write_text(yaml.safe_dump(spec))
         result = imagepipe("run", str(spec_path), "--json")
-    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_PUSHED, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     summary["notified"] = received
     return root, spec_path, spec, summary
@@ -111,15 +113,78 @@ def test_serving_model_answers_x_with_sin_x(sine_run):
     np.testing.assert_allclose(y, np.sin(x.numpy()), atol=0.15)
 
 
-def test_a_tampered_bundle_fails_verification(sine_run, tmp_path):
-    copy = tmp_path / "edge" / "sine" / "1"
+def copied_bundle(sine_run, tmp_path):
+    """The pushed bundle copied out of its store: a bundle verifies on its own."""
+    copy = tmp_path / "copied-bundle"
     shutil.copytree(bundle_dir(sine_run[0]), copy)
-    (copy.parent / "latest").write_text("1\n")
+    return copy
+
+
+def reseal(copy, name):
+    """Record a tampered file's new size and sha256 in the manifest, so that only the step under test can notice."""
+    manifest = json.loads((copy / "manifest.json").read_text())
+    data = (copy / name).read_bytes()
+    manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_bundle_copied_out_of_its_store_verifies(sine_run, tmp_path):
+    assert verify_bundle(copied_bundle(sine_run, tmp_path))["version"] == 1
+
+
+def tamper_files(copy):
+    with open(copy / "op_resolver.h", "a") as f:
+        f.write("// edited\n")  # still registers the same ops: only the size and sha256 can tell
+
+
+def tamper_c_array(copy):
+    source = (copy / "model_data.cc").read_text()
+    first = source.index("0x", source.index("= {"))
+    flipped = f"0x{int(source[first + 2:first + 4], 16) ^ 0x01:02x}"
+    (copy / "model_data.cc").write_text(source[:first] + flipped + source[first + 4:])
+    reseal(copy, "model_data.cc")
+
+
+def tamper_ops(copy):
+    text = (copy / "op_resolver.h").read_text()
+    (copy / "op_resolver.h").write_text(text.replace("AddFullyConnected", "AddSoftmax"))
+    reseal(copy, "op_resolver.h")
+
+
+def tamper_golden(copy):
     golden = json.loads((copy / "golden.json").read_text())
     golden["outputs"][0][0] = (golden["outputs"][0][0] + 1) % 128
     (copy / "golden.json").write_text(json.dumps(golden))
-    with pytest.raises(BundleMismatch, match="golden.json"):
+    reseal(copy, "golden.json")
+
+
+def tamper_arena(copy):
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["arena_bytes"] += 64  # still runs, but is no longer the measured minimum
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+def tamper_model_quantization(copy):
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["input"]["zero_point"] += 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("step, tamper, message", [
+    ("files", tamper_files, "op_resolver.h: .* bytes, manifest says"),
+    ("c_array", tamper_c_array, "model_data.cc does not hold model_int8.tflite"),
+    ("model", tamper_model_quantization, "input quantization"),
+    ("ops", tamper_ops, "op_resolver.h registers"),
+    ("golden", tamper_golden, "TFLite Micro outputs differ from golden.json"),
+    ("arena", tamper_arena, "is not the measured minimum"),
+])
+def test_each_verification_step_catches_its_own_tampering_alone(sine_run, tmp_path, step, tamper, message):
+    copy = copied_bundle(sine_run, tmp_path)
+    tamper(copy)
+    with pytest.raises(BundleMismatch) as failure:
         verify_bundle(copy)
+    assert list(failure.value.problems) == [step], failure.value.problems
+    assert any(re.search(message, problem) for problem in failure.value.problems[step]), failure.value.problems
 
 
 def test_a_model_over_the_ram_budget_is_not_pushed_to_the_edge(sine_run):
@@ -128,7 +193,7 @@ def test_a_model_over_the_ram_budget_is_not_pushed_to_the_edge(sine_run):
     tight_path = root / "sine-tight.yaml"
     tight_path.write_text(yaml.safe_dump(tight))
     result = imagepipe("run", str(tight_path), "--json")
-    assert result.returncode == runs.EXIT_NOT_BLESSED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_NOT_BLESSED, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "edge_not_pushed"
     assert summary["edge"]["checks"] == {"int8_within_tolerance": True, "fits_flash": True, "fits_ram": False}
@@ -152,7 +217,7 @@ def test_the_same_spec_runs_on_the_beam_runner(sine_run, tmp_path):
     spec_path = tmp_path / "sine.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     result = imagepipe("run", str(spec_path), "--runner", "beam")
-    assert result.returncode == runs.EXIT_PUSHED, result.stderr[-4000:]
+    assert result.returncode == results.EXIT_PUSHED, result.stderr[-4000:]
     assert "runner: beam" in result.stderr
     for node in ("CsvExampleGen", "StatisticsGen", "Trainer", "Evaluator", "Pusher", "EdgePusher"):
         assert f"running {node}" in result.stderr
@@ -174,7 +239,7 @@ def test_a_new_data_drop_warm_starts_from_the_blessed_model_and_becomes_canary(t
     week1 = tmp_path / "week1.yaml"
     week1.write_text(yaml.safe_dump(spec))
     first = imagepipe("run", str(week1))
-    assert first.returncode == runs.EXIT_PUSHED, first.stderr[-4000:]
+    assert first.returncode == results.EXIT_PUSHED, first.stderr[-4000:]
     assert first_epoch_loss(first.stderr) > 0.1  # from scratch
 
     again = imagepipe("run", str(week1), "--json")
@@ -186,7 +251,7 @@ def test_a_new_data_drop_warm_starts_from_the_blessed_model_and_becomes_canary(t
     week2 = tmp_path / "week2.yaml"
     week2.write_text(yaml.safe_dump(spec))
     second = imagepipe("run", str(week2))
-    assert second.returncode == runs.EXIT_PUSHED, second.stderr[-4000:]
+    assert second.returncode == results.EXIT_PUSHED, second.stderr[-4000:]
     assert first_epoch_loss(second.stderr) < 0.05  # starts where week 1 ended
     assert "pushed version 2 to" in second.stdout
     rollout = serving_rollout.read(tmp_path / "outputs" / "sine" / "serving")

@@ -5,8 +5,7 @@ from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
 from components.image_example_gen import spans
-from components.image_example_gen.executor import ImageFolderError, scan_span_folders
-
+from components.image_example_gen.folders import ImageFolderError, scan_span_folders
 from pipelines.pipeline import split_input_pattern
 from tests.conftest import encode, gradient
 

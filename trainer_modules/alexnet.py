@@ -9,19 +9,11 @@ still leave a spatial map for the later layers. `width` scales every layer.
 from typing import Tuple
 
 import keras
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
+from trainer_modules.families import AlexnetHyperparameters as Hyperparameters
 
 _FILTERS = (96, 256, 384, 384, 256)
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    width: float = Field(1.0, gt=0, le=2, description="Multiplier of every layer's width (0.25 for small data).")
-    dense_units: int = Field(4096, ge=1, description="Width of the two hidden dense layers, before `width`.")
-    dropout: float = Field(0.5, ge=0, lt=1)
 
 
 def first_layer_geometry(input_size: int) -> Tuple[int, int]:

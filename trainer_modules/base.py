@@ -27,7 +27,7 @@ from absl import logging
 from pydantic import BaseModel
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components.image_example_gen.executor import read_label_names
+from components.contracts import CLASSIFICATION, TRAINING_HISTORY_FILE, EdgeInfo, read_label_names
 from components.image_transform import IMAGE_KEY, LABEL_KEY, describe_preprocessing
 from trainer_modules.distribution import choose_strategy
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
@@ -253,7 +253,7 @@ def check_trained(history: keras.callbacks.History, trainer: Dict) -> None:
 def save_history(curves: Dict[str, List[float]], model_run_dir: str) -> None:
     """Per-epoch metrics of the model that is kept (model_run/history.json): the run report draws them."""
     os.makedirs(model_run_dir, exist_ok=True)
-    with open(os.path.join(model_run_dir, "history.json"), "w") as f:
+    with open(os.path.join(model_run_dir, TRAINING_HISTORY_FILE), "w") as f:
         json.dump({key: [float(v) for v in values] for key, values in curves.items()}, f, indent=2)
 
 
@@ -334,8 +334,8 @@ def export_all(model: keras.Model, fn_args: FnArgs, tft_output: tft.TFTransformO
     save_weights(model, fn_args.serving_model_dir)
     export_edge_model(
         model, (image["height"], image["width"], image["channels"]), ImageEdgeInputs(tft_output),
-        {"task": "classification", "labels": label_names, "input_preprocessing": describe_preprocessing(image),
-         "output_meaning": "class probabilities, in the order of labels"},
+        EdgeInfo(task=CLASSIFICATION, labels=label_names, input_preprocessing=describe_preprocessing(image),
+                 output_meaning="class probabilities, in the order of labels"),
         edge_export_dir(fn_args.serving_model_dir),
     )
 

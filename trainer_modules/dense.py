@@ -2,19 +2,12 @@
 
 No convolutions: it sees pixels, not shapes. The number every other family must beat.
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import keras
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    units: List[int] = Field([500, 50], min_length=1, description="Hidden dense layers.")
-    dropout: float = Field(0.0, ge=0, lt=1)
+from trainer_modules.families import DenseHyperparameters as Hyperparameters
 
 
 def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:

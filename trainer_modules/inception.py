@@ -4,23 +4,13 @@ Each module looks at one input through 1x1, 3x3 and 5x5 (two 3x3) windows and
 a pooled view at once, and concatenates what it sees; 1x1 convolutions keep
 the wider branches cheap.
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import keras
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
 from trainer_modules.blocks import conv_unit, pool_if_room, softmax_head
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    stem_filters: int = Field(32, ge=1)
-    modules: List[int] = Field([32, 64, 96], min_length=1,
-                               description="Filters of each branch, per module; 2x2 max-pooling after each module.")
-    dropout: float = Field(0.2, ge=0, lt=1)
-    batch_norm: bool = Field(True, description="Batch-normalise every convolution (Inception v2 onwards): without it the global-average head learns slowly.")
+from trainer_modules.families import InceptionHyperparameters as Hyperparameters
 
 
 def inception_module(x, filters: int, batch_norm: bool):

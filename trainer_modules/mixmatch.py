@@ -21,57 +21,19 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Dict, Tuple
+from typing import Tuple
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components.image_example_gen.executor import read_label_names
+from components.contracts import read_label_names
 from trainer_modules.base import EpochLogger, examples_uri, export_all, make_dataset, save_history
 from trainer_modules.distribution import choose_strategy
+from trainer_modules.families import MixmatchHyperparameters as Hyperparameters
 from trainer_modules.warm_start import warm_start
-
-TASK = "classification"
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    backbone: str = Field("convnet", description="The image family in trainer_modules/ that MixMatch trains.")
-    backbone_hyperparameters: Dict[str, Any] = Field(default_factory=dict, description="The backbone family's own hyperparameters.")
-    augmentations: int = Field(2, ge=1, le=8, description="K: augmentations of each unlabelled image for label guessing.")
-    temperature: float = Field(0.5, gt=0, le=1, description="T: sharpening temperature of the guessed labels.")
-    alpha: float = Field(0.75, gt=0, description="MixUp's Beta(alpha, alpha).")
-    lambda_u: float = Field(75.0, ge=0, description="Weight of the unlabelled loss after the ramp-up.")
-    rampup_steps: int = Field(1000, ge=0, description="Steps over which lambda_u rises linearly from 0 (paper: 16,000).")
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the weights' moving average, the exported model.")
-    weight_decay: float = Field(0.02, ge=0, description="Decoupled weight decay, times the learning rate per step (the authors' 0.02).")
-    pad_crop: float = Field(0.125, ge=0, lt=0.5, description="Pad each side by this fraction of the side, then crop back at random.")
-    flip: bool = Field(False, description="Random horizontal flips (the paper's CIFAR-10 setting; not for digits or text).")
-    steps_per_epoch: int = Field(100, ge=1, description="Training steps (labelled + unlabelled batch pairs) per epoch.")
-
-    @field_validator("backbone")
-    @classmethod
-    def _image_family(cls, value: str) -> str:
-        if value in ("mixmatch", "sine"):
-            raise ValueError(f"backbone {value!r} is not an image family; use e.g. convnet or dense")
-        try:
-            family = importlib.import_module(f"trainer_modules.{value}")
-        except ModuleNotFoundError:
-            raise ValueError(f"unknown backbone {value!r}: no trainer_modules/{value}.py") from None
-        if not hasattr(family, "build_model"):
-            raise ValueError(f"trainer_modules/{value}.py has no build_model")
-        return value
-
-    @model_validator(mode="after")
-    def _backbone_hyperparameters(self) -> "Hyperparameters":
-        family = importlib.import_module(f"trainer_modules.{self.backbone}")
-        family.Hyperparameters.model_validate(self.backbone_hyperparameters)  # its errors name the field
-        return self
 
 
 def sharpen(probabilities: tf.Tensor, temperature: float) -> tf.Tensor:

@@ -15,30 +15,10 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import keras
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainer_modules.base import FineTunePlan, make_run_fn
 from trainer_modules.blocks import set_batch_norm_momentum
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    weights: str = Field("imagenet", description="imagenet | none | path to a backbone .weights.h5 file.")
-    alpha: float = Field(1.0, description="MobileNetV2 width: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.")
-    backbone_size: int = Field(96, ge=32, description="Images are resized to this square size for the backbone.")
-    dropout: float = Field(0.2, ge=0, lt=1)
-    fine_tune_layers: int = Field(0, ge=0, description="Backbone layers (from the top) to unfreeze after the head is trained.")
-    fine_tune_epochs: int = Field(0, ge=0)
-    fine_tune_learning_rate: float = Field(1e-5, gt=0)
-
-    @field_validator("alpha")
-    @classmethod
-    def _known_alpha(cls, value: float) -> float:
-        if value not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
-            raise ValueError("MobileNetV2 alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4")
-        return value
-
+from trainer_modules.families import MobilenetTransferHyperparameters as Hyperparameters
 
 BACKBONE_NAME = "mobilenetv2_backbone"
 

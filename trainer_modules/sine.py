@@ -16,25 +16,17 @@ from typing import Callable, Dict, List, Optional, Tuple
 import keras
 import tensorflow as tf
 from absl import logging
-from pydantic import BaseModel, ConfigDict, Field
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from components.contracts import REGRESSION, EdgeInfo
 from trainer_modules.base import EpochLogger, check_trained, save_history
 from trainer_modules.distribution import choose_strategy
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
+from trainer_modules.families import SineHyperparameters as Hyperparameters
 from trainer_modules.warm_start import save_weights, warm_start
 
-TASK = "regression"
 X_KEY, Y_KEY = "x", "y"
 _FEATURES = {X_KEY: tf.io.FixedLenFeature([], tf.float32), Y_KEY: tf.io.FixedLenFeature([], tf.float32)}
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    units: List[int] = Field([16, 16], min_length=1, description="Hidden ReLU layers.")
-    restarts: int = Field(4, ge=0, description="Fresh starts allowed when the eval MSE is above stuck_mse.")
-    stuck_mse: float = Field(0.03, gt=0, description="Eval MSE above which a fit counts as stuck (noise 0.1 alone gives 0.01).")
 
 
 def build_model(hp: Hyperparameters) -> keras.Model:
@@ -146,7 +138,7 @@ def run_fn(fn_args: FnArgs) -> None:
                         signatures={"serving_default": serving.serve_x, "serving_examples": serving.serve_examples})
     export_edge_model(
         best_model, (1,), SineEdgeInputs(),
-        {"task": TASK, "labels": [], "input_preprocessing": "x in radians, [0, 2 pi], as float32 (no scaling)",
-         "output_meaning": "y, the estimate of sin(x)"},
+        EdgeInfo(task=REGRESSION, labels=[], input_preprocessing="x in radians, [0, 2 pi], as float32 (no scaling)",
+                 output_meaning="y, the estimate of sin(x)"),
         edge_export_dir(fn_args.serving_model_dir),
     )

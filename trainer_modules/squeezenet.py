@@ -4,24 +4,13 @@ A fire module squeezes its input with 1x1 convolutions, then expands it with
 parallel 1x1 and 3x3 convolutions whose outputs are concatenated: most of a
 convnet's accuracy for a fraction of its weights.
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import keras
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_modules.base import make_run_fn
 from trainer_modules.blocks import pool_if_room, softmax_head
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    stem_filters: int = Field(32, ge=1, description="Filters of the first 3x3 convolution.")
-    blocks: List[List[int]] = Field(
-        [[16, 32], [24, 48], [32, 64]], min_length=1,
-        description="Fire modules as [squeeze, expand] pairs; 2x2 max-pooling after each.",
-    )
-    dropout: float = Field(0.2, ge=0, lt=1)
+from trainer_modules.families import SqueezenetHyperparameters as Hyperparameters
 
 
 def fire(x, squeeze: int, expand: int):

@@ -26,11 +26,10 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from components.contracts import EDGE_EXPORT_INPUTS, EDGE_EXPORT_MODEL, EdgeInfo, edge_export_dir
 from components.edge_pusher import bundle, tflite_tools
 from components.versions import existing_versions
-from trainer_modules.edge_export import EDGE_EXPORT_DIR
 
-REPORT_FILE = "edge_report.json"
 GOLDEN_SAMPLES = 5
 
 
@@ -50,7 +49,7 @@ def model_inputs(to_inputs, records: tf.data.Dataset) -> Tuple[np.ndarray, np.nd
 
 
 def score(task: str, outputs: np.ndarray, labels: np.ndarray) -> float:
-    if task == "classification":
+    if task == CLASSIFICATION:
         keep = labels >= 0  # -1 marks unlabelled images
         return float(np.mean(np.argmax(outputs[keep], axis=-1) == labels[keep]))
     return float(np.mean(np.abs(outputs.reshape(-1) - labels.reshape(-1))))
@@ -58,7 +57,7 @@ def score(task: str, outputs: np.ndarray, labels: np.ndarray) -> float:
 
 def degradation(task: str, float_score: float, int8_score: float) -> float:
     """How much worse int8 is: accuracy points lost, or mean absolute error gained."""
-    return float_score - int8_score if task == "classification" else int8_score - float_score
+    return float_score - int8_score if task == CLASSIFICATION else int8_score - float_score
 
 
 def tensor_description(detail: Dict[str, Any]) -> Dict[str, Any]:
@@ -78,19 +77,18 @@ class Executor(base_executor.BaseExecutor):
             return
         model = artifact_utils.get_single_instance(input_dict["model"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
-        export_dir = os.path.join(model.uri, EDGE_EXPORT_DIR)
-        with open(os.path.join(export_dir, "edge.json")) as f:
-            edge_info = json.load(f)
-        task = edge_info["task"]
-        to_inputs = tf.saved_model.load(os.path.join(export_dir, "inputs")).signatures["serving_default"]
-        saved_model_dir = os.path.join(export_dir, "model")
+        export_dir = edge_export_dir(model.uri)
+        edge_info = EdgeInfo.read(export_dir)
+        task = edge_info.task
+        to_inputs = tf.saved_model.load(os.path.join(export_dir, EDGE_EXPORT_INPUTS)).signatures["serving_default"]
+        saved_model_dir = os.path.join(export_dir, EDGE_EXPORT_MODEL)
 
         # Calibration samples: a seeded shuffle of the train split, so every class is represented.
         calibration, _ = model_inputs(
             to_inputs, read_split(examples, "train").shuffle(10000, seed=0).take(exec_properties["representative_samples"]))
         eval_inputs, eval_labels = model_inputs(to_inputs, read_split(examples, "eval"))
         logging.info("EdgePusher: converting (%d calibration samples, %d eval samples)", len(calibration), len(eval_inputs))
-        metric = "accuracy" if task == "classification" else "mean_absolute_error"
+        metric = SHORT_METRIC[task]
         try:
             model_float, model_int8 = tflite_tools.convert_for_micro(saved_model_dir, calibration)
         except tflite_tools.NotMicroReady as exc:
@@ -144,9 +142,9 @@ class Executor(base_executor.BaseExecutor):
             manifest = {
                 "pipeline": exec_properties["pipeline_name"], "version": version,
                 "source_model_artifact_id": model.id, "source_model_uri": model.uri,
-                "task": task, "labels": edge_info.get("labels", []),
-                "input": dict(tensor_description(input_detail), preprocessing=edge_info["input_preprocessing"]),
-                "output": dict(tensor_description(output_detail), meaning=edge_info["output_meaning"]),
+                "task": task, "labels": edge_info.labels,
+                "input": dict(tensor_description(input_detail), preprocessing=edge_info.input_preprocessing),
+                "output": dict(tensor_description(output_detail), meaning=edge_info.output_meaning),
                 "ops": tflite_tools.op_names(model_int8),
                 **{k: report[k] for k in ("arena_bytes", f"float_{metric}", f"int8_{metric}", "eval_samples")},
                 "tensorflow_version": tf.__version__,
@@ -167,14 +165,14 @@ class Executor(base_executor.BaseExecutor):
     def _write_report(pushed, report: dict) -> None:
         # Orchestrators differ in whether they create output folders (Kubeflow does not).
         os.makedirs(pushed.uri, exist_ok=True)
-        with open(os.path.join(pushed.uri, REPORT_FILE), "w") as f:
+        with open(os.path.join(pushed.uri, EDGE_REPORT_FILE), "w") as f:
             json.dump(report, f, indent=2)
         logging.info("EdgePusher: %s", json.dumps(report))
 
     def _refuse(self, pushed, report: dict) -> None:
         self._write_report(pushed, report)
         failed = ", ".join(name for name, ok in report["checks"].items() if not ok)
-        logging.warning("EdgePusher: not pushed (%s); see %s", failed, os.path.join(pushed.uri, REPORT_FILE))
+        logging.warning("EdgePusher: not pushed (%s); see %s", failed, os.path.join(pushed.uri, EDGE_REPORT_FILE))
         pushed.set_int_custom_property("pushed", 0)
 
     @staticmethod

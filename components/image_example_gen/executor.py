@@ -16,7 +16,7 @@ import hashlib
 import json
 import posixpath
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import apache_beam as beam
 from absl import logging
@@ -28,12 +28,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.contracts import INGEST_REPORT_FILE, LABEL_NAMES_FILE, SKIPPED_FILES_FILE, read_ingest_report
 from components.image_example_gen import decode, progress, spans
+from components.image_example_gen.folders import scan_span_folders
 from components.image_example_gen.stored_gzip import WriteToStoredGzipTFRecord
 
-LABEL_NAMES_FILE = "label_names.json"
-REPORT_FILE = "ingest_report.json"
-SKIPPED_FILE = "skipped_files.jsonl"
 _REPORT_DIR_KEY = "_imagepipe_report_dir"
 _PROGRESS_DIR_KEY = "_imagepipe_progress_dir"
 UNLABELED_DIR_KEY = "unlabeled_dir"
@@ -42,73 +41,6 @@ LABELS_PER_CLASS_KEY = "labels_per_class"
 LABELS_SEED_KEY = "labels_seed"
 REPORT_KEY = "ingest_report"
 FILES_PER_ELEMENT = 32
-
-
-class ImageFolderError(ValueError):
-    """The data root has no usable class folders."""
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("_")
-
-
-def scan_class_folders(root: str, unlabeled_dir: str) -> Tuple[List[str], List[str], Dict[str, List[str]]]:
-    """Lists (classes, empty_classes, files per class) below `root`.
-
-    Files are paths relative to `root`, with '/' separators.
-    """
-    if not fileio.isdir(root):
-        raise ImageFolderError(f"data root {root} is not a folder")
-    entries = sorted(fileio.listdir(root))
-    files_by_class: Dict[str, List[str]] = {}
-    for entry in entries:
-        name = entry.rstrip("/")
-        folder = posixpath.join(root, name)
-        if _is_hidden(name) or not fileio.isdir(folder):
-            continue
-        files_by_class[name] = sorted(
-            posixpath.join(name, f.rstrip("/"))
-            for f in fileio.listdir(folder)
-            if not _is_hidden(f) and not fileio.isdir(posixpath.join(folder, f))
-        )
-    unlabeled = files_by_class.pop(unlabeled_dir, [])
-    classes = sorted(name for name, files in files_by_class.items() if files)
-    empty = sorted(name for name, files in files_by_class.items() if not files)
-    if not classes:
-        raise ImageFolderError(
-            f"data root {root} has no class folder with images; expected <root>/<class_name>/<image> "
-            f"(found {len(entries)} entries: {', '.join(entries[:10]) or 'none'})"
-        )
-    if unlabeled:
-        files_by_class[unlabeled_dir] = unlabeled
-    return classes, empty, files_by_class
-
-
-def scan_span_folders(input_base: str, folders: List[str], unlabeled_dir: str, allow_class_changes: bool = False
-                      ) -> Tuple[List[str], List[str], Dict[str, List[str]]]:
-    """scan_class_folders over one or more span folders below `input_base`
-    ('' = input_base itself), merged; file paths relative to `input_base`.
-
-    Every span must have the same classes, because a label index must keep
-    its meaning; with `allow_class_changes` the classes are the union."""
-    classes: List[str] = []
-    empty: set = set()
-    files_by_class: Dict[str, List[str]] = {}
-    for folder in folders:
-        span_classes, span_empty, span_files = scan_class_folders(posixpath.join(input_base, folder), unlabeled_dir)
-        if classes and span_classes != classes and not allow_class_changes:
-            added, removed = sorted(set(span_classes) - set(classes)), sorted(set(classes) - set(span_classes))
-            raise ImageFolderError(
-                f"the class folders changed between data spans {folders[0]} and {folder} "
-                f"(added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}): label indices "
-                "would change meaning; fix: give every span the same class folders, or set "
-                "data.allow_class_changes: true to train a model on the new class list"
-            )
-        classes = sorted(set(classes) | set(span_classes))
-        empty.update(span_empty)
-        for name, files in span_files.items():
-            files_by_class.setdefault(name, []).extend(posixpath.join(folder, f) for f in files)
-    return classes, sorted(empty - set(classes)), files_by_class
 
 
 def cumulative_buckets(split_config: example_gen_pb2.SplitConfig) -> List[int]:
@@ -181,7 +113,7 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
     labels_per_class = exec_properties.get(LABELS_PER_CLASS_KEY) or 0
     dropped = labels_to_drop(files_by_class, classes, labels_per_class, exec_properties.get(LABELS_SEED_KEY) or 0,
                              exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY]) if labels_per_class else []
-    _write_json(posixpath.join(report_dir, REPORT_FILE), {
+    _write_json(posixpath.join(report_dir, INGEST_REPORT_FILE), {
         "data_root": data_root,
         "span_folders": folders,
         "label_names": classes,
@@ -210,7 +142,7 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
     _ = (
         results[decode.ToExample.SKIPPED]
         | "WriteSkipped" >> beam.io.WriteToText(
-            posixpath.join(report_dir, SKIPPED_FILE), shard_name_template="", num_shards=1
+            posixpath.join(report_dir, SKIPPED_FILES_FILE), shard_name_template="", num_shards=1
         )
     )
     return {name: results[name] for name in split_names}
@@ -240,7 +172,7 @@ class Executor(BaseExampleGenExecutor):
         summary["files_skipped"] = len(summary["skipped"])
         summary["files_ingested"] = summary["files_found"] - summary["files_skipped"]
         summary["seconds"] = round(time.monotonic() - started, 1)
-        _write_json(posixpath.join(report.uri, REPORT_FILE), summary)
+        _write_json(posixpath.join(report.uri, INGEST_REPORT_FILE), summary)
         logging.info("%s %s of %s files in %.1f s; %s skipped%s", progress.LOG_PREFIX,
                      f"{summary['files_ingested']:,}", f"{summary['files_found']:,}", summary["seconds"],
                      f"{summary['files_skipped']:,}", " (the run report says why)" if summary["files_skipped"] else "")
@@ -279,19 +211,9 @@ class Executor(BaseExampleGenExecutor):
         examples_utils.set_file_format(examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
 
 
-def read_ingest_report(report_dir: str) -> Dict[str, Any]:
-    with fileio.open(posixpath.join(report_dir, REPORT_FILE)) as f:
-        return json.loads(f.read())
-
-
 def read_skipped(report_dir: str) -> List[Dict[str, str]]:
-    path = posixpath.join(report_dir, SKIPPED_FILE)
+    path = posixpath.join(report_dir, SKIPPED_FILES_FILE)
     if not fileio.exists(path):
         return []
     with fileio.open(path) as f:
         return [json.loads(line) for line in f.read().splitlines() if line.strip()]
-
-
-def read_label_names(examples_uri: str) -> List[str]:
-    with fileio.open(posixpath.join(examples_uri, LABEL_NAMES_FILE)) as f:
-        return json.loads(f.read())

@@ -30,11 +30,13 @@ class WorkerCount:
         self._path = os.path.join(folder, uuid.uuid4().hex) if folder else None
         self._interval = interval
         self._count = 0
-        self._written_at = 0.0
+        # None, not 0.0: time.monotonic() counts from boot, so on a machine up for less
+        # than `interval` seconds a zero start would hold back the first write.
+        self._written_at: Optional[float] = None
 
     def add(self, files: int = 1) -> None:
         self._count += files
-        if time.monotonic() - self._written_at >= self._interval:
+        if self._written_at is None or time.monotonic() - self._written_at >= self._interval:
             self.flush()
 
     def flush(self) -> None:

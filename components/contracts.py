@@ -1,0 +1,148 @@
+"""The contracts between stages, in one place: what one stage writes and the next one reads.
+
+No imports beyond the standard library: the CLI, Beam workers, the Trainer and
+the EdgePusher all import this module, and none of them should pay for another
+stage's dependencies. docs/contracts.md describes the same contracts for users.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import posixpath
+from pathlib import Path
+from typing import Any, Dict, List, Literal
+
+# --- tf.Example features written by ImageExampleGen -------------------------------------------
+IMAGE_KEY = "image"            # encoded bytes, as read from the file (EXIF-rotated images re-encoded as PNG)
+LABEL_KEY = "label"            # int64 index into the sorted class list; UNLABELLED for unlabelled images
+LABEL_NAME_KEY = "label_name"  # the class folder name ("" for unlabelled)
+HEIGHT_KEY, WIDTH_KEY, CHANNELS_KEY = "height", "width", "channels"
+FILENAME_KEY = "filename"      # path relative to the data root
+UNLABELLED = -1
+
+# --- files ImageExampleGen leaves beside its examples and in its ingest report --------------
+LABEL_NAMES_FILE = "label_names.json"    # in the Examples artifact: the sorted class names
+INGEST_REPORT_FILE = "ingest_report.json"
+SKIPPED_FILES_FILE = "skipped_files.jsonl"
+
+# --- what the Trainer leaves for the EdgePusher, beside the serving model ---------------------
+EDGE_EXPORT_DIR = "Format-Edge"          # sibling of Format-Serving in the Model artifact
+EDGE_EXPORT_MODEL = "model"              # the bare Keras model, batch 1, float inputs
+EDGE_EXPORT_INPUTS = "inputs"            # SavedModel: serialized tf.Examples -> {"inputs", "label"}
+EDGE_EXPORT_INFO = "edge.json"           # EdgeInfo below
+TRAINING_HISTORY_FILE = "history.json"   # in model_run: per-epoch metrics of the kept model
+
+# --- what the EdgePusher leaves in its PushedModel artifact ------------------------------------
+EDGE_REPORT_FILE = "edge_report.json"
+
+# --- tasks and their metrics -------------------------------------------------------------------
+Task = Literal["classification", "regression"]
+CLASSIFICATION: Task = "classification"
+REGRESSION: Task = "regression"
+# The TFMA metric each task is gated on, and the short name the run summary and the edge report use.
+GATED_METRIC = {CLASSIFICATION: "sparse_categorical_accuracy", REGRESSION: "mean_absolute_error"}
+SHORT_METRIC = {CLASSIFICATION: "accuracy", REGRESSION: "mean_absolute_error"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeInfo:
+    """edge.json: what the edge model's input and output mean."""
+
+    task: str
+    labels: List[str]
+    input_preprocessing: str
+    output_meaning: str
+
+    def write(self, export_dir: str) -> None:
+        with open(os.path.join(export_dir, EDGE_EXPORT_INFO), "w") as f:
+            json.dump(dataclasses.asdict(self), f, indent=2)
+
+    @classmethod
+    def read(cls, export_dir: str) -> "EdgeInfo":
+        with open(os.path.join(export_dir, EDGE_EXPORT_INFO)) as f:
+            return cls(**json.load(f))
+
+
+def edge_export_dir(model_dir: str) -> str:
+    """<Model artifact>/Format-Edge, from the artifact's uri or its Format-Serving directory."""
+    model_dir = model_dir.rstrip("/")
+    if os.path.basename(model_dir).startswith("Format-"):
+        model_dir = os.path.dirname(model_dir)
+    return os.path.join(model_dir, EDGE_EXPORT_DIR)
+
+
+# --- the output layout: everything one pipeline writes, under <output_dir>/<pipeline>/ ----------
+RUN_LOCK_FILE = ".run.lock"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputLayout:
+    """`outputs/<pipeline>/` and what is in it. Every command that reads or writes there uses this.
+
+    A string root (not a Path) so that an object-store URI keeps its '//'."""
+
+    root: str
+    pipeline: str
+
+    @classmethod
+    def of(cls, output_dir: str | Path, pipeline: str) -> "OutputLayout":
+        return cls(posixpath.join(str(output_dir), pipeline), pipeline)
+
+    def _join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    @property
+    def pipeline_root(self) -> str:
+        """TFX's pipeline root: every component's artifacts."""
+        return self._join("tfx")
+
+    @property
+    def metadata_path(self) -> str:
+        return self._join("metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        """Holds models.config and the model's version folders."""
+        return self._join("serving")
+
+    @property
+    def serving_base_dir(self) -> str:
+        """serving/<pipeline>/<version>/: what TF Serving's --model_base_path points at."""
+        return self._join("serving", self.pipeline)
+
+    @property
+    def edge_base_dir(self) -> str:
+        """edge/<pipeline>/<version>/ and edge/<pipeline>/latest."""
+        return self._join("edge", self.pipeline)
+
+    @property
+    def reports_dir(self) -> str:
+        return self._join("reports")
+
+    @property
+    def logs_dir(self) -> str:
+        return self._join("logs")
+
+    @property
+    def run_lock(self) -> str:
+        return self._join(RUN_LOCK_FILE)
+
+
+def read_json(path: str) -> Any:
+    """A JSON hand-off file, local or on an object store."""
+    if "://" in path:
+        from tfx.dsl.io import fileio
+
+        with fileio.open(path) as f:
+            return json.loads(f.read())
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_label_names(examples_uri: str) -> List[str]:
+    return read_json(posixpath.join(examples_uri, LABEL_NAMES_FILE))
+
+
+def read_ingest_report(report_dir: str) -> Dict[str, Any]:
+    return read_json(posixpath.join(report_dir, INGEST_REPORT_FILE))

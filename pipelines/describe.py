@@ -1,0 +1,58 @@
+"""The text `imagepipe run` ends with: a RunSummary in a few lines (docs/samples/make-run.txt is one)."""
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+from pipelines.results import RunSummary
+
+
+def shown_path(path) -> str:
+    """A path as the user will type it: relative to the working directory when it lies below it."""
+    if path is None:
+        return ""
+    text = str(path)
+    if "://" in text:
+        return text
+    relative = os.path.relpath(text)
+    return text if relative.startswith("..") else relative
+
+
+def describe(summary: RunSummary) -> str:
+    lines = [f"pipeline {summary.pipeline}, run {summary.run_id}: "
+             f"{len(summary.executed)} component(s) executed, {len(summary.cached)} reused from cache"]
+    if summary.files_ingested is not None:
+        lines.append(f"images ingested: {summary.files_ingested}, skipped: {summary.files_skipped}")
+    for name, value, baseline_value in (
+        ("accuracy", summary.accuracy, summary.baseline_accuracy),
+        ("mean absolute error", summary.mean_absolute_error, summary.baseline_mean_absolute_error),
+    ):
+        if value is not None:
+            baseline = f" (baseline {baseline_value:.4f})" if baseline_value is not None else " (no baseline yet)"
+            lines.append(f"eval {name}: {value:.4f}{baseline}")
+    if summary.pushed and summary.already_pushed:
+        lines.append(f"nothing new to push: this model is already version {summary.pushed_version} at "
+                     f"{shown_path(summary.pushed_destination)}")
+    elif summary.pushed:
+        lines.append(f"pushed version {summary.pushed_version} to {shown_path(summary.pushed_destination)}")
+    elif summary.blessed is False or not summary.edge:
+        lines.append("not blessed, nothing pushed" + (":" if summary.validation_failures else ""))
+        lines.extend(f"  - {failure}" for failure in summary.validation_failures)
+    if summary.edge and "metric" in summary.edge:
+        lines.append(describe_edge(summary.edge))
+    if summary.report:
+        lines.append(f"report: {shown_path(summary.report)}")
+    return os.linesep.join(lines)
+
+
+def describe_edge(edge: Dict) -> str:
+    if "error" in edge:
+        return f"edge: not pushed: {edge['error']}"
+    metric = edge["metric"]
+    numbers = (f"int8 {edge['int8_model_bytes']} bytes (float {edge['float_model_bytes']}), "
+               f"arena {edge['arena_bytes']} bytes, {metric.replace('_', ' ')} int8 {edge[f'int8_{metric}']:.4f} "
+               f"vs float {edge[f'float_{metric}']:.4f}")
+    if edge["pushed"]:
+        return f"edge: version {edge['version']} at {shown_path(edge['destination'])}: {numbers}"
+    failed = ", ".join(name.replace("_", " ") for name, ok in edge["checks"].items() if not ok)
+    return f"edge: not pushed ({failed}): {numbers}"
