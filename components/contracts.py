@@ -21,6 +21,11 @@ HEIGHT_KEY, WIDTH_KEY, CHANNELS_KEY = "height", "width", "channels"
 FILENAME_KEY = "filename"      # path relative to the data root
 UNLABELLED = -1
 
+# --- limits on one image, the same at ingestion and in the serving graph (decompression bombs) ----
+MAX_PIXELS = 50_000_000        # an 8000x6000 photo passes, a 10000x10000 image does not
+MAX_SIDE = 65_535              # JPEG's own limit; TensorFlow's PNG decoder refuses wider images
+MAX_FILE_BYTES = 256 << 20     # read no more than this of one file (a 50-megapixel PNG fits)
+
 # --- files ImageExampleGen leaves beside its examples and in its ingest report --------------
 LABEL_NAMES_FILE = "label_names.json"    # in the Examples artifact: the sorted class names
 INGEST_REPORT_FILE = "ingest_report.json"

@@ -2,14 +2,18 @@
 
 This one graph runs in the Trainer's input pipeline and inside every exported
 model, so serving sees exactly the preprocessing that training saw. It accepts
-JPEG, PNG, GIF (first frame) and BMP of any size and channel count.
+JPEG, PNG, GIF (first frame) and BMP of any size and channel count, within the
+limits ingestion applies (components/contracts.py), read from the header before
+anything is decoded: a request with a decompression bomb gets an error, and the
+server stays up.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
+from components.contracts import IMAGE_KEY, LABEL_KEY, MAX_PIXELS, MAX_SIDE  # noqa: F401 (the keys are used by importers)
+
+_HEADER_BYTES = 32
 
 # Channel index maps from the decoded channel count (1 to 4) to RGB.
 _TO_RGB = tf.constant([[0, 0, 0], [0, 0, 0], [0, 1, 2], [0, 1, 2]], dtype=tf.int32)
@@ -71,6 +75,55 @@ def dark_background(image: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.reduce_mean(_border_median(image)) > 0.5, lambda: 1.0 - image, lambda: image)
 
 
+def _bytes_at(head: tf.Tensor, offset: int, count: int, big_endian: bool) -> tf.Tensor:
+    """An unsigned integer from `count` header bytes (int64)."""
+    value = tf.constant(0, tf.int64)
+    order = range(count) if big_endian else reversed(range(count))
+    for i in order:
+        value = value * 256 + head[offset + i]
+    return value
+
+
+def _signed32(value: tf.Tensor) -> tf.Tensor:
+    return tf.where(value >= 2**31, value - 2**32, value)
+
+
+def header_size(image_bytes: tf.Tensor) -> tf.Tensor:
+    """[height, width] (int64) as the file's header states it, without decoding; [0, 0] for a
+    format this cannot read (the decoder then refuses it)."""
+    padded = tf.strings.join([tf.strings.substr(image_bytes, 0, _HEADER_BYTES), tf.constant(b"\0" * _HEADER_BYTES)])
+    head = tf.cast(tf.io.decode_raw(padded, tf.uint8)[:_HEADER_BYTES], tf.int64)
+
+    def png():  # IHDR: width, height as big-endian 32-bit at 16 and 20
+        return tf.stack([_bytes_at(head, 20, 4, True), _bytes_at(head, 16, 4, True)])
+
+    def gif():  # logical screen: width, height as little-endian 16-bit at 6 and 8
+        return tf.stack([_bytes_at(head, 8, 2, False), _bytes_at(head, 6, 2, False)])
+
+    def bmp():  # BITMAPCOREHEADER (12 bytes): 16-bit sizes; later headers: signed 32-bit (negative height: top-down)
+        core = tf.equal(_bytes_at(head, 14, 4, False), 12)
+        width = tf.where(core, _bytes_at(head, 18, 2, False), tf.abs(_signed32(_bytes_at(head, 18, 4, False))))
+        height = tf.where(core, _bytes_at(head, 20, 2, False), tf.abs(_signed32(_bytes_at(head, 22, 4, False))))
+        return tf.stack([height, width])
+
+    def jpeg():
+        return tf.cast(tf.io.extract_jpeg_shape(image_bytes)[:2], tf.int64)
+
+    is_png = tf.reduce_all(tf.equal(head[:8], [137, 80, 78, 71, 13, 10, 26, 10]))
+    is_gif = tf.reduce_all(tf.equal(head[:3], [71, 73, 70]))
+    is_bmp = tf.reduce_all(tf.equal(head[:2], [66, 77]))
+    return tf.case([(is_png, png), (is_gif, gif), (is_bmp, bmp), (tf.io.is_jpeg(image_bytes), jpeg)],
+                   default=lambda: tf.zeros([2], tf.int64))
+
+
+def check_size(image_bytes: tf.Tensor) -> tf.Operation:
+    """Fails (InvalidArgumentError, not a crash) on an image over MAX_PIXELS or MAX_SIDE."""
+    size = header_size(image_bytes)
+    fits = tf.logical_and(size[0] * size[1] <= MAX_PIXELS, tf.reduce_max(size) <= MAX_SIDE)
+    return tf.debugging.Assert(fits, [f"image too large: the limits are {MAX_PIXELS:,} pixels and {MAX_SIDE:,} "
+                                      "pixels a side; height, width:", size], summarize=2)
+
+
 def decode_image(
     image_bytes: tf.Tensor, height: int, width: int, channels: int,
     content_margin: float | None = None, dark_background_: bool = False,
@@ -80,8 +133,11 @@ def decode_image(
     `content_margin`: crop to the content and keep this margin (for digits and
     characters); None keeps the whole frame (for photos).
     """
-    image = tf.io.decode_image(image_bytes, expand_animations=False, dtype=tf.float32)
-    image = _flatten_alpha(image)
+    with tf.control_dependencies([check_size(image_bytes)]):
+        # uint8, then scaled: decode_image(dtype=float32) crashes the process on a valid
+        # top-down BMP; uint8 decodes it (16-bit PNGs are reduced to 8 bits either way).
+        image = tf.io.decode_image(image_bytes, expand_animations=False, dtype=tf.uint8)
+    image = _flatten_alpha(tf.image.convert_image_dtype(image, tf.float32))
     if channels == 1:
         image = tf.image.rgb_to_grayscale(image)
     if content_margin is not None:

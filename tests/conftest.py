@@ -1,5 +1,7 @@
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,12 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def imagepipe(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The real CLI in a child process, from the checkout, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def encode(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:

@@ -16,7 +16,9 @@ import bisect
 import hashlib
 import io
 import json
+import os
 import posixpath
+import stat
 from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
@@ -24,42 +26,63 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps
 
+from components.contracts import MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE
 from components.image_example_gen import progress
 from components.image_example_gen.example_proto import Example, Features, bytes_feature, int_feature
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
-# Decompression-bomb guard: refuse images over 50 megapixels (an 8000x6000
-# photo passes, a 10000x10000 image does not) instead of letting one file
-# exhaust a worker's memory here or in the Trainer, which decodes on the fly.
-MAX_PIXELS = 50_000_000
+# Multi-picture JPEGs (phones, cameras): a JPEG whose first picture every JPEG decoder reads.
+_JPEG_ALIASES = {"MPO": "JPEG"}
 _EXIF_ORIENTATION = 0x0112
 _MODE_CHANNELS = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3,
                   "I": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "F": 1}
 
 
 def inspect_image(data: bytes) -> Tuple[str, int, int, int, bool]:
-    """Returns (format, height, width, channels, needs turning upright), decoding
-    the whole image so that truncated or corrupt files are caught here."""
+    """Returns (format, height, width, channels, needs re-encoding), decoding the whole image
+    so that truncated or corrupt files are caught here. Limits (contracts.py) are checked from
+    the header first, as the serving graph checks them."""
     if not data:
         raise ValueError("empty file")
     with Image.open(io.BytesIO(data)) as image:
-        if image.format not in SUPPORTED_FORMATS:
+        image_format = _JPEG_ALIASES.get(image.format, image.format)
+        if image_format not in SUPPORTED_FORMATS:
             raise ValueError(f"unsupported format {image.format}; supported: {', '.join(SUPPORTED_FORMATS)}")
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise ValueError(f"{width}x{height} exceeds the {MAX_PIXELS:,}-pixel limit")
+        if max(width, height) > MAX_SIDE:
+            raise ValueError(f"{width}x{height} has a side over the {MAX_SIDE:,}-pixel limit")
         mode = image.mode
         if mode == "P" and "transparency" in image.info:
             mode = "PA"
-        turned = image.format == "JPEG" and image.getexif().get(_EXIF_ORIENTATION, 1) != 1
+        turned = image_format == "JPEG" and image.getexif().get(_EXIF_ORIENTATION, 1) != 1
         image.load()
-    return image.format, height, width, _MODE_CHANNELS.get(mode, 3), turned
+    # TensorFlow's decoders ignore EXIF orientation, and its BMP decoder takes only some BMPs
+    # (not 1-bit, for one; a top-down BMP crashed it as float): store what every decoder reads.
+    return image_format, height, width, _MODE_CHANNELS.get(mode, 3), turned or image_format == "BMP"
+
+
+def check_file(path: str, root: str) -> None:
+    """Refuses what is not a regular file of at most MAX_FILE_BYTES inside the data root, before
+    reading it: a named pipe would hang the read, a link to /dev/zero or a video exhaust memory."""
+    if "://" in path:  # object stores hold only objects; their size is in the listing
+        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    else:
+        real, real_root = os.path.realpath(path), os.path.realpath(root)
+        if os.path.commonpath([real, real_root]) != real_root:
+            raise ValueError(f"a link to {real}, outside the data root")
+        status = os.stat(real)
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError("not a regular file (a pipe, device or socket)")
+        size = status.st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for one image")
 
 
 def upright(data: bytes) -> bytes:
-    """A JPEG whose EXIF says it is rotated or mirrored, turned upright and
-    stored as PNG (lossless). TensorFlow's decoders ignore EXIF, so this is
-    the one place it can be applied."""
+    """An image stored as PNG (lossless) that every TensorFlow decoder reads, turned upright
+    if its EXIF says it is rotated or mirrored (the one place EXIF can be applied)."""
     with Image.open(io.BytesIO(data)) as image:
         turned = ImageOps.exif_transpose(image)
         buffer = io.BytesIO()
@@ -99,9 +122,9 @@ class ToExample(beam.DoFn):
     def setup(self):
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         self._count = progress.WorkerCount(self._progress_dir)
-        self._ingested, self._skipped, self._turned = (
+        self._ingested, self._skipped, self._reencoded = (
             beam.metrics.Metrics.counter("ImageExampleGen", name)
-            for name in ("images_ingested", "images_skipped", "images_turned_upright"))
+            for name in ("images_ingested", "images_skipped", "images_reencoded_as_png"))
 
     def finish_bundle(self):
         self._count.flush()
@@ -114,12 +137,13 @@ class ToExample(beam.DoFn):
         self._count.add()
         class_name = posixpath.basename(posixpath.dirname(relative_path))
         try:
-            with FileSystems.open(posixpath.join(self._root, relative_path),
-                                  compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                data = f.read()
-            image_format, height, width, channels, turned = inspect_image(data)
-            if turned:
-                self._turned.inc()
+            path = posixpath.join(self._root, relative_path)
+            check_file(path, self._root)
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+            image_format, height, width, channels, reencode = inspect_image(data)
+            if reencode:
+                self._reencoded.inc()
                 data = upright(data)
                 image_format, height, width, channels, _ = inspect_image(data)
         except Exception as exc:  # any undecodable file is reported, never fatal

@@ -6,7 +6,7 @@ that costs each worker process about 4.5 s of start-up and 400 MB
 These message classes are declared with protobuf's own descriptor API, field
 for field as tensorflow/core/example/{example,feature}.proto, in a private
 descriptor pool so that they never clash with TensorFlow's when both are
-loaded. Their bytes parse as tf.train.Example (tests/test_image_example_gen.py).
+loaded. Their bytes parse as tf.train.Example (tests/components/test_image_example_gen.py).
 """
 from __future__ import annotations
 

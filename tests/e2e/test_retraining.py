@@ -15,8 +15,7 @@ import yaml
 from components import serving_rollout
 from pipelines import results
 from pipelines.datasets import write_digits
-from tests.conftest import REPO
-from tests.test_e2e_pipeline import imagepipe
+from tests.conftest import REPO, imagepipe
 
 pytestmark = pytest.mark.e2e
 PIPELINE = "digits-weekly"

@@ -12,8 +12,7 @@ import yaml
 
 from pipelines import results
 from pipelines.datasets import write_digits
-from tests.conftest import REPO
-from tests.test_e2e_pipeline import imagepipe
+from tests.conftest import REPO, imagepipe
 
 pytestmark = pytest.mark.e2e
 PER_CLASS, LABELS_PER_CLASS, UNLABELED_FILES = 30, 5, 20

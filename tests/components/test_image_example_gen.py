@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that
 
 from components import contracts
 from components.image_example_gen import decode, example_proto, executor, folders, progress
-from tests.conftest import encode, gradient
+from tests.conftest import REPO, encode, gradient
 
 
 def run_transform(root, report_dir, split_pattern="*/*", with_splits=False, **span_properties):
@@ -271,5 +271,5 @@ def test_the_decoding_workers_import_neither_tensorflow_nor_tfx():
     code = ("import sys, components.image_example_gen.decode; "
             "print(sorted(m for m in ('tensorflow', 'tfx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=pathlib.Path(__file__).resolve().parent.parent)
+                         cwd=REPO)
     assert out.stdout.strip() == "[]"

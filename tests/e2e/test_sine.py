@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +20,12 @@ import yaml
 from components.edge_pusher import tflite_tools
 from components.edge_pusher.verify import BundleMismatch, verify_bundle
 from pipelines import results
-from tests.conftest import REPO
-from tests.test_notify import local_webhook
+from tests.conftest import REPO, imagepipe
+from tests.pipelines.test_notify import local_webhook
 
 pytestmark = pytest.mark.e2e
 BOOK_MODEL_BYTES = 2488  # the TinyML book's quantized hello-world model
 
-
-def imagepipe(*args):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +254,7 @@ def test_a_new_data_drop_warm_starts_from_the_blessed_model_and_becomes_canary(t
 
 
 def test_the_run_report_has_every_section_and_renders_in_chromium(sine_run):
-    from tests.report_checks import check_report, screenshot
+    from tests.e2e.report_checks import check_report, screenshot
 
     _, _, _, summary = sine_run
     report = Path(summary["report"])

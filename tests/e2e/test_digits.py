@@ -1,7 +1,10 @@
-"""The whole digits pipeline, end to end, on 40 real digits per class (a few minutes on 2 cores).
+"""The whole digits pipeline, end to end, on 100 real digits per class (a few minutes on 2 cores).
 
 One pipeline, run three times through the real CLI:
-  1. first run: every component executes, the model is blessed and pushed as version 1;
+  1. first run: every component executes, the model reaches real accuracy (ACCURACY_BAR on about
+     200 held-out digits, enforced by the pipeline's own gate and asserted here: a broken model,
+     e.g. one trained at a learning rate of 1e-9, gets about 0.1 and fails), is blessed and
+     pushed as version 1, and its summary has the shape of the README's sample;
   2. unchanged re-run: everything is reused from the cache, nothing new is pushed;
   3. an impossible accuracy bound: the Evaluator re-runs, blesses nothing, exit code 3.
 Between runs, the pushed SavedModel is called the way TF Serving's REST API would call it.
@@ -10,7 +13,6 @@ import base64
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +23,15 @@ from PIL import Image
 
 from pipelines import results
 from pipelines.datasets import write_digits
-from tests.conftest import REPO
+from tests.conftest import REPO, imagepipe
 
-pytestmark = pytest.mark.e2e
-PER_CLASS = 40
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+PER_CLASS = 100
+EPOCHS = 8
+# The digits spec's model at 8 epochs on 800 training digits; measured eval accuracy in the closing
+# note of this change (every run cleared the bar with room). Seeded, but CPU training is not bit-exact.
+ACCURACY_BAR = 0.85
 
-
-def imagepipe(*args):
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,11 @@ def project(tmp_path_factory):
     spec["pipeline"] = "digits-e2e"
     spec["data"]["root"] = str(root / "data" / "digits")
     spec["output_dir"] = str(root / "outputs")
-    spec["trainer"]["epochs"] = 4
-    spec["evaluation"]["min_accuracy"] = 0.3
-    # 80 eval images after 4 epochs: one image is 1.25 points, so the int8 gate gets room.
-    spec["push"]["edge"]["max_int8_degradation"] = 0.05
+    spec["trainer"]["epochs"] = EPOCHS
+    spec["trainer"]["seed"] = 42
+    spec["evaluation"]["min_accuracy"] = ACCURACY_BAR
+    # About 200 eval images: one image is half a point, so the int8 gate gets a little room.
+    spec["push"]["edge"]["max_int8_degradation"] = 0.02
     spec_path = root / "digits-e2e.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     return root, spec_path, spec
@@ -53,10 +54,34 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(project):
+    """The run as a user sees it (text summary), and the same run's JSON summary from `imagepipe runs`."""
     root, spec_path, _ = project
-    result = imagepipe("run", str(spec_path), "--json")
-    assert result.returncode == results.EXIT_PUSHED, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    result = imagepipe("run", str(spec_path))
+    assert result.returncode == results.EXIT_PUSHED, result.stdout + result.stderr[-4000:]
+    history = imagepipe("runs", str(spec_path), "--json")
+    assert history.returncode == 0, history.stderr[-2000:]
+    summary = json.loads(history.stdout.strip().splitlines()[-1])
+    summary["report"] = next(line.split("report: ", 1)[1] for line in result.stdout.splitlines()
+                             if line.startswith("report: "))
+    summary["text"] = result.stdout
+    summary["progress"] = result.stderr
+    return summary
+
+
+def test_first_run_reaches_real_accuracy(first_run):
+    assert first_run["accuracy"] >= ACCURACY_BAR, first_run["text"]
+    assert first_run["blessed"] is True
+
+
+def test_the_summary_and_progress_have_the_shape_of_the_readme_samples(first_run):
+    from tests.readme_samples import sample, shape
+
+    assert shape(first_run["text"]) == shape(sample("make-run")), first_run["text"]
+    # Running counts appear every 2 s while ingestion lasts: how many depends on the machine's speed.
+    steady = [line for line in shape(first_run["progress"]) if "ingested <n>/<n> files" not in line]
+    for line in shape(sample("progress")):
+        if line != "..." and "ingested <n>/<n> files" not in line:
+            assert line in steady, f"{line!r} is no longer a progress line: regenerate docs/samples"
 
 
 def png(array):
@@ -78,7 +103,6 @@ def test_first_run_executes_everything_and_pushes_version_1(first_run, project):
     assert {"ImageExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
             "Evaluator", "Pusher"} <= set(first_run["executed"])
     assert first_run["files_ingested"] == 10 * PER_CLASS and first_run["files_skipped"] == 0
-    assert first_run["accuracy"] >= 0.3
     assert first_run["pushed_version"] == 1
     version_dir = root / "outputs" / "digits-e2e" / "serving" / "digits-e2e" / "1"
     assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables").is_dir()
@@ -205,7 +229,7 @@ def test_a_real_tf_serving_server_answers_rest_requests(first_run, project):
 
 
 def test_the_run_report_has_every_section_and_renders_in_chromium(first_run, project):
-    from tests.report_checks import check_report, screenshot
+    from tests.e2e.report_checks import check_report, screenshot
 
     root, spec_path, _ = project
     report = Path(first_run["report"])
