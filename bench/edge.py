@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from components.edge_pusher import tflite_tools  # noqa: E402
+
 sys.path.insert(0, str(REPO / "bench"))
 from measure import write_result  # noqa: E402
 

@@ -22,6 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 from measure import write_result  # noqa: E402
+
 SPECS = ["digits.yaml", "digits-dense.yaml", "digits-squeezenet.yaml", "digits-inception.yaml",
          "digits-alexnet.yaml", "digits-mobilenet-transfer.yaml"]
 

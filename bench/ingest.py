@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 from measure import Sampler, write_result  # noqa: E402
+
 CLASSES = 10
 SIZE = (320, 240)
 

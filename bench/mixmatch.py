@@ -33,13 +33,13 @@ SPEC = REPO / "pipelines" / "digits-mixmatch.yaml"
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from measure import write_result  # noqa: E402
 
-from components.image_example_gen.executor import labels_to_drop, split_of  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
+from components.image_example_gen.executor import labels_to_drop, split_of  # noqa: E402
 from components.image_transform import decode_image  # noqa: E402
 from pipelines.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
-from measure import write_result  # noqa: E402
 
 
 def load_split(loaded, labels_per_class: int):

@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO))
 
 from pipelines.datasets import write_sine  # noqa: E402
 from trainer_modules import sine  # noqa: E402
+
 sys.path.insert(0, str(REPO / "bench"))
 from measure import write_result  # noqa: E402
-
 
 
 def main(seeds: int = 10) -> None:

@@ -35,13 +35,13 @@ import importlib  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
+from measure import write_result  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from components.contracts import read_label_names  # noqa: E402
 from components.image_transform import decode_image  # noqa: E402
 from pipelines.spec import load_spec  # noqa: E402
 from trainer_modules.base import augmenter, compile_model, make_dataset  # noqa: E402
-from measure import write_result  # noqa: E402
 
 
 def newest(folder: Path) -> Path:

@@ -37,6 +37,7 @@ EDGE_EXPORT_MODEL = "model"              # the bare Keras model, batch 1, float 
 EDGE_EXPORT_INPUTS = "inputs"            # SavedModel: serialized tf.Examples -> {"inputs", "label"}
 EDGE_EXPORT_INFO = "edge.json"           # EdgeInfo below
 TRAINING_HISTORY_FILE = "history.json"   # in model_run: per-epoch metrics of the kept model
+TRAINING_SUMMARY_FILE = "training_summary.json"  # in model_run: TrainingSummary below
 
 # --- what the EdgePusher leaves in its PushedModel artifact ------------------------------------
 EDGE_REPORT_FILE = "edge_report.json"
@@ -67,6 +68,29 @@ class EdgeInfo:
     def read(cls, export_dir: str) -> "EdgeInfo":
         with open(os.path.join(export_dir, EDGE_EXPORT_INFO)) as f:
             return cls(**json.load(f))
+
+
+@dataclasses.dataclass
+class TrainingSummary:
+    """What the Trainer decided, for the run's summary and report: which epoch's weights it kept and why,
+    how much data an epoch saw, and any warning about the data."""
+
+    kept_epoch: int
+    epochs_run: int
+    kept_because: str
+    train_examples: int
+    steps_per_epoch: int
+    batch_size: int
+    warnings: List[str] = dataclasses.field(default_factory=list)
+
+    def write(self, model_run_dir: str) -> None:
+        with open(os.path.join(model_run_dir, TRAINING_SUMMARY_FILE), "w") as f:
+            json.dump(dataclasses.asdict(self), f, indent=2)
+
+    @classmethod
+    def read(cls, model_run_dir: str) -> "TrainingSummary | None":
+        path = os.path.join(model_run_dir, TRAINING_SUMMARY_FILE)
+        return cls(**read_json(path)) if os.path.isfile(path) else None
 
 
 def edge_export_dir(model_dir: str) -> str:

@@ -136,7 +136,7 @@ def data_sine(out_dir: Path, samples: int, noise: float, seed: int) -> None:
 def _serving_dir(pipeline: str, output_dir: Path) -> Path:
     from pipelines.spec import NAME_PATTERN
 
-    if not NAME_PATTERN.match(pipeline):
+    if not NAME_PATTERN.fullmatch(pipeline):
         console.print(f"[red]error:[/red] {pipeline!r} is not a pipeline name (lower-case letters, digits, '-', '_')",
                       highlight=False)
         sys.exit(results.EXIT_INVALID)

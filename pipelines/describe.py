@@ -23,6 +23,10 @@ def describe(summary: RunSummary) -> str:
              f"{len(summary.executed)} component(s) executed, {len(summary.cached)} reused from cache"]
     if summary.files_ingested is not None:
         lines.append(f"images ingested: {summary.files_ingested}, skipped: {summary.files_skipped}")
+    for warning in summary.training_warnings:
+        lines.append(f"warning: {warning}")
+    if summary.kept_epoch is not None:
+        lines.append(f"kept epoch {summary.kept_epoch} of {summary.epochs_run}: {summary.kept_because}")
     for name, value, baseline_value in (
         ("accuracy", summary.accuracy, summary.baseline_accuracy),
         ("mean absolute error", summary.mean_absolute_error, summary.baseline_mean_absolute_error),

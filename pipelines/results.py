@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from components.contracts import CLASSIFICATION, EDGE_REPORT_FILE, GATED_METRIC, REGRESSION
+from components.contracts import CLASSIFICATION, EDGE_REPORT_FILE, GATED_METRIC, REGRESSION, TrainingSummary
 
 EXIT_PUSHED = 0
 EXIT_FAILED = 1
@@ -48,6 +48,10 @@ class RunSummary:
     files_skipped: Optional[int] = None
     edge: Optional[Dict] = None  # the EdgePusher's numbers and decision, when the spec asks for edge pushes
     report: Optional[str] = None  # reports/<run id>/report.html
+    kept_epoch: Optional[int] = None  # the Trainer's choice of weights (image families), and why
+    epochs_run: Optional[int] = None
+    kept_because: Optional[str] = None
+    training_warnings: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -179,6 +183,11 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
             if "pushed_version" in props:
                 summary.pushed_version = int(props["pushed_version"].string_value)
                 summary.pushed_destination = props["pushed_destination"].string_value
+        elif kind == "ModelRun":
+            training = TrainingSummary.read(artifact.uri)
+            if training:
+                summary.kept_epoch, summary.epochs_run = training.kept_epoch, training.epochs_run
+                summary.kept_because, summary.training_warnings = training.kept_because, training.warnings
         elif kind == "Examples":
             span = artifact.properties.get("span") or props.get("span")
             if span is not None:

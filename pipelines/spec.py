@@ -18,7 +18,8 @@ from trainer_modules.families import FAMILIES
 
 SPAN_TOKEN = "{SPAN}"
 TRAINER_MODULES = tuple(FAMILIES)
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # whole names only: use fullmatch ($ allows a newline)
+MAX_BUCKETS = 1000
 
 
 def module_task(module: str) -> str:
@@ -31,14 +32,16 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown fields; no inf or nan (`noise: .inf` passed once).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class GeneratedDataSpec(_Strict):
     kind: Literal["sine"] = Field(description="sine: (x, sin x + noise) with x uniform in [0, 2 pi], as CSV columns x,y.")
     samples: int = Field(1000, ge=10, le=10_000_000)
-    noise: float = Field(0.1, ge=0, description="Standard deviation of the Gaussian noise added to y.")
-    seed: int = 1
+    noise: float = Field(0.1, ge=0, le=1e6, allow_inf_nan=False,
+                         description="Standard deviation of the Gaussian noise added to y.")
+    seed: int = Field(1, ge=0, le=2**32 - 1)
 
 
 class LastNSpans(_Strict):
@@ -64,7 +67,7 @@ class DataSpec(_Strict):
     generate: Optional[GeneratedDataSpec] = Field(
         None, description="Generated (not image) data: written as CSV into data.root when missing."
     )
-    test_buckets: int = Field(0, ge=0, description="Hash buckets of a held-out test split (0 = none).")
+    test_buckets: int = Field(0, ge=0, le=MAX_BUCKETS, description="Hash buckets of a held-out test split (0 = none).")
     unlabeled_dir: str = Field(
         "unlabeled", description="Sub-folder of unlabelled images; never treated as a class."
     )
@@ -82,8 +85,8 @@ class DataSpec(_Strict):
         "semi-supervised training (trainer.module: mixmatch) and its supervised baseline on the same labels.",
     )
     labels_seed: int = Field(0, description="Seed of the hash that picks which labels data.labels_per_class keeps.")
-    train_buckets: int = Field(4, ge=1, description="Hash buckets of the train split (by relative path).")
-    eval_buckets: int = Field(1, ge=1, description="Hash buckets of the eval split (by relative path).")
+    train_buckets: int = Field(4, ge=1, le=MAX_BUCKETS, description="Hash buckets of the train split (by relative path).")
+    eval_buckets: int = Field(1, ge=1, le=MAX_BUCKETS, description="Hash buckets of the eval split (by relative path).")
 
 
 class ImageSpec(_Strict):
@@ -135,7 +138,8 @@ class TrainerSpec(_Strict):
     hyperparameters: Dict[str, Any] = Field(
         default_factory=dict, description="Family-specific hyperparameters (see the README per family)."
     )
-    seed: int = Field(42)
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seeds weights, shuffling and augmentation (TensorFlow "
+                      "takes 0 to 2**31 - 1).")
     warm_start: bool = Field(
         False, description="Start from the weights of the latest blessed model trained on other data (a new span): "
         "retraining costs a fraction of a first training. Same family and hyperparameters, or it starts from scratch.",
@@ -274,7 +278,7 @@ class Spec(_Strict):
     @field_validator("pipeline")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a safe pipeline name; use 1-63 lower-case letters, digits, '-' or '_' "
                 "(it becomes a folder name under the output directory)"
@@ -374,15 +378,54 @@ def find_project_root(spec_path: Path) -> Path:
     return spec_dir.parent if spec_dir.name == "pipelines" else spec_dir
 
 
+MAX_SPEC_BYTES = 1 << 20
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """safe_load, less two traps: a key given twice (the second `trainer:` silently replaced the first),
+    and aliases (`*name`), which a spec never needs and which let 1 KB of YAML expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an alias (*{event.anchor}) at line {event.start_mark.line + 1}: specs do not use "
+                "YAML anchors and aliases; write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"`{key}` is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    "the second would silently replace the first", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: str | Path, check_paths: bool = True) -> LoadedSpec:
     """Reads, validates and resolves a spec; raises SpecError with a fix-it message."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file; fix: pass the path of a YAML spec such as pipelines/digits.yaml")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: {path.stat().st_size:,} bytes; a spec is a few hundred bytes (at most "
+                        f"{MAX_SPEC_BYTES:,}); fix: pass the spec, not a data file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SpecLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); fix: save the spec as UTF-8") \
+            from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror}); fix: check its permissions") from None
+    except yaml.MarkedYAMLError as exc:
+        where = f"line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}" if exc.problem_mark else ""
+        raise SpecError(f"{path}: not valid YAML at {where}: {exc.problem or exc.context}; fix: correct the YAML there") \
+            from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}; fix: correct the YAML syntax") from exc
+        raise SpecError(f"{path}: not valid YAML: {exc}; fix: correct the YAML") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a spec is a YAML mapping of fields (pipeline, data, image, ...); fix: see pipelines/digits.yaml")
     try:
@@ -390,6 +433,7 @@ def load_spec(path: str | Path, check_paths: bool = True) -> LoadedSpec:
     except ValidationError as exc:
         raise SpecError(format_validation_error(path, exc)) from exc
     loaded = LoadedSpec(spec=spec, path=path, project_root=find_project_root(path))
+    check_output_dir(loaded)
     if check_paths:
         check_data_root(loaded)
     return loaded
@@ -417,12 +461,33 @@ def check_data_root(loaded: LoadedSpec) -> None:
     from components.image_example_gen.folders import ImageFolderError, scan_class_folders
 
     try:
-        scan_class_folders(str(data_root), loaded.spec.data.unlabeled_dir)
-    except ImageFolderError as exc:
+        classes, _, files_by_class = scan_class_folders(str(data_root), loaded.spec.data.unlabeled_dir)
+    except (ImageFolderError, OSError) as exc:
         raise SpecError(
             f"{loaded.path}: field `data.root`: {exc}; fix: put each class's images in its own sub-folder, "
             "<root>/<class_name>/<image>"
         ) from None
+    # Regular files only: a folder of devices or pipes (data.root: /dev) has "classes" but no images.
+    with_files = [name for name in classes if any((data_root / f).is_file() for f in files_by_class[name])]
+    if len(with_files) < 2 and loaded.spec.task == CLASSIFICATION:
+        found = f"one ({with_files[0]})" if with_files else "none"
+        raise SpecError(
+            f"{loaded.path}: field `data.root`: {data_root} has {found} class folder with image files; a classifier "
+            "needs at least two; fix: add a folder of images for each class, <root>/<class_name>/<image>"
+        )
+
+
+def check_output_dir(loaded: LoadedSpec) -> None:
+    """Outputs inside the data would become a class folder, and every run would retrain on its own outputs."""
+    if loaded.spec.data.generate is not None:
+        return
+    data_root = loaded.resolve(loaded.spec.data.root.split(SPAN_TOKEN)[0]).resolve()
+    output_dir = loaded.resolve(loaded.spec.output_dir).resolve()
+    if output_dir == data_root or data_root in output_dir.parents:
+        raise SpecError(
+            f"{loaded.path}: field `output_dir`: {output_dir} is inside data.root ({data_root}): it would become a "
+            "class folder and every run would train on its own outputs; fix: put output_dir outside the data"
+        )
 
 
 def json_schema() -> dict:

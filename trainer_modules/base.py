@@ -27,13 +27,18 @@ from absl import logging
 from pydantic import BaseModel
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components.contracts import CLASSIFICATION, TRAINING_HISTORY_FILE, EdgeInfo, read_label_names
+from components.contracts import CLASSIFICATION, TRAINING_HISTORY_FILE, EdgeInfo, TrainingSummary, read_label_names
 from components.image_transform import IMAGE_KEY, LABEL_KEY, describe_preprocessing
 from trainer_modules.distribution import choose_strategy
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
 from trainer_modules.warm_start import save_weights, warm_start
 
 _PARSE_BATCH = 256
+# Fewer steps than this in an epoch and a model barely moves between evaluations: a small train split
+# is repeated within the epoch instead (161 photos at batch 64 were 2 steps an epoch, and learnt nothing).
+MIN_STEPS_PER_EPOCH = 20
+# Early stopping counts no epoch before this one: the first epochs of a fresh model are noise.
+EARLY_STOPPING_FROM_EPOCH = 5
 _RAW_FEATURES = {
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
     LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
@@ -125,6 +130,7 @@ def make_dataset(
     seed: int = 42,
     drop_remainder: bool = True,
     labelled: bool = True,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """(images float32 [batch, h, w, c], labels int64 [batch]) batches of the labelled examples
     (`labelled=False`: of the unlabelled ones, label -1, which only semi-supervised trainers use)."""
@@ -145,6 +151,8 @@ def make_dataset(
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:  # endless: the caller sets steps_per_epoch
+        dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if training and augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -239,6 +247,41 @@ class NothingTrained(RuntimeError):
     """Keras ran no training step."""
 
 
+def count_examples(file_patterns: List[str], labelled: bool = True) -> int:
+    """Labelled (or unlabelled) examples in the files: one pass over the label feature only."""
+    files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else \
+        [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
+    labels = records.map(lambda s: tf.io.parse_example(s, {LABEL_KEY: _RAW_FEATURES[LABEL_KEY]})[LABEL_KEY])
+    return int(sum(int(tf.reduce_sum(tf.cast((batch >= 0) == labelled, tf.int32))) for batch in labels))
+
+
+def epoch_plan(train_examples: int, global_batch: int) -> tuple[int, List[str]]:
+    """(steps per epoch, warnings): at least MIN_STEPS_PER_EPOCH, the train split repeated as needed."""
+    if train_examples == 0:
+        raise NothingTrained("the train split has no labelled images; fix: add images to the class folders, or "
+                             "check data.train_buckets")
+    full_pass = -(-train_examples // global_batch)
+    warnings = []
+    if train_examples < global_batch:
+        warnings.append(f"the train split has {train_examples} images, fewer than one batch of {global_batch} "
+                        f"(trainer.batch_size): each epoch repeats it; a smaller batch_size trains on more "
+                        "distinct batches")
+    if full_pass < MIN_STEPS_PER_EPOCH:
+        warnings.append(f"{train_examples} train images at batch {global_batch} are {full_pass} step(s): each epoch "
+                        f"runs {MIN_STEPS_PER_EPOCH} steps, repeating the train split")
+    return max(full_pass, MIN_STEPS_PER_EPOCH), warnings
+
+
+def kept_epoch(curves: Dict[str, List[float]], monitor: str) -> int:
+    """The epoch (1-based) whose weights the checkpoint kept: the first best value of `monitor`."""
+    values = curves.get(monitor) or []
+    if not values:
+        return len(next(iter(curves.values()), []))
+    best = max(values) if "accuracy" in monitor else min(values)
+    return values.index(best) + 1
+
+
 def check_trained(history: keras.callbacks.History, trainer: Dict) -> None:
     """Keras silently trains nothing when a chunk of steps_per_execution
     batches is more than an epoch holds; say so, with the fix."""
@@ -280,10 +323,17 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     if trainer.get("mixed_precision"):
         set_mixed_precision(strategy)
     global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
+    train_examples = count_examples(fn_args.train_files)
+    steps_per_epoch, warnings = epoch_plan(train_examples, global_batch)
+    for warning in warnings:
+        logging.warning("imagepipe warning: %s", warning)
+    if trainer["steps_per_execution"] > steps_per_epoch:
+        raise NothingTrained(f"trainer.steps_per_execution ({trainer['steps_per_execution']}) is more than the "
+                             f"{steps_per_epoch} steps of an epoch: Keras would train nothing; fix: lower it")
     train_ds = make_dataset(
         fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
         shuffle_buffer=trainer["shuffle_buffer"], augment=augmenter(trainer.get("augment") or {}, trainer["seed"]),
-        seed=trainer["seed"],
+        seed=trainer["seed"], repeat=True,
     )
     # Eval batches keep their remainder (every eval image counts) except on
     # TPUs, which need static shapes.
@@ -299,17 +349,22 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     model.summary(print_fn=logging.info)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
 
+    # The epoch with the best eval accuracy (the metric the Evaluator gates on) is the one exported,
+    # whether or not training stops early; its weights stay beside the TensorBoard logs.
+    monitor = "val_accuracy"
+    best_weights = os.path.join(fn_args.model_run_dir, "best.weights.h5")
     callbacks = [
         EpochLogger(trainer["epochs"]),
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-        # The best epoch's weights (by eval loss) stay beside the TensorBoard logs.
-        keras.callbacks.ModelCheckpoint(os.path.join(fn_args.model_run_dir, "best.weights.h5"),
-                                        monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True,
+                                        save_weights_only=True),
     ]
     if trainer["early_stopping_patience"]:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=trainer["early_stopping_patience"], restore_best_weights=True))
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0)
+            monitor=monitor, mode="max", patience=trainer["early_stopping_patience"],
+            start_from_epoch=min(EARLY_STOPPING_FROM_EPOCH, trainer["epochs"] - 1)))
+    fit = dict(validation_data=eval_ds, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
+    history = model.fit(train_ds, epochs=trainer["epochs"], **fit)
     check_trained(history, trainer)
     curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     plan = fine_tune(model, hparams) if fine_tune else None
@@ -318,10 +373,20 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
         with strategy.scope():
             compile_model(model, plan.learning_rate, trainer["steps_per_execution"])
         callbacks[0] = EpochLogger(plan.epochs)
-        more = model.fit(train_ds, validation_data=eval_ds, epochs=plan.epochs, callbacks=callbacks, verbose=0)
+        more = model.fit(train_ds, epochs=plan.epochs, **fit)
         for key, values in more.history.items():
             curves.setdefault(key, []).extend(float(v) for v in values)
 
+    epochs_run = len(curves.get(monitor, []))
+    kept = kept_epoch(curves, monitor)
+    if os.path.exists(best_weights):
+        model.load_weights(best_weights)
+    because = (f"best eval accuracy {curves[monitor][kept - 1]:.4f}"
+               + (f" (the last epoch had {curves[monitor][-1]:.4f})" if kept != epochs_run else ", the last epoch"))
+    logging.info("imagepipe kept epoch %d of %d: %s", kept, epochs_run, because)
+    TrainingSummary(kept_epoch=kept, epochs_run=epochs_run, kept_because=because, train_examples=train_examples,
+                    steps_per_epoch=steps_per_epoch, batch_size=global_batch, warnings=warnings
+                    ).write(fn_args.model_run_dir)
     save_history(curves, fn_args.model_run_dir)
     export_all(model, fn_args, tft_output, label_names, image)
     return model

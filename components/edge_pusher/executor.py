@@ -26,7 +26,15 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.contracts import EDGE_EXPORT_INPUTS, EDGE_EXPORT_MODEL, EdgeInfo, edge_export_dir
+from components.contracts import (
+    CLASSIFICATION,
+    EDGE_EXPORT_INPUTS,
+    EDGE_EXPORT_MODEL,
+    EDGE_REPORT_FILE,
+    SHORT_METRIC,
+    EdgeInfo,
+    edge_export_dir,
+)
 from components.edge_pusher import bundle, tflite_tools
 from components.versions import existing_versions
 

@@ -62,8 +62,9 @@ def test_an_unreachable_or_failing_webhook_is_reported_not_raised(webhook):
 
 def test_a_refused_run_notifies_and_keeps_its_exit_code(webhook, tmp_path):
     url, received, _ = webhook
-    (tmp_path / "data" / "0").mkdir(parents=True)
-    (tmp_path / "data" / "0" / "a.png").write_bytes(encode(gradient(8, 8, 1), "PNG"))
+    for digit in ("0", "1"):  # a classifier needs two classes
+        (tmp_path / "data" / digit).mkdir(parents=True)
+        (tmp_path / "data" / digit / "a.png").write_bytes(encode(gradient(8, 8, 1), "PNG"))
     spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
     spec.update(output_dir=str(tmp_path / "outputs"), notify={"webhook": url})
     spec["data"]["root"] = str(tmp_path / "data")

@@ -12,8 +12,9 @@ from tests.conftest import REPO, encode, gradient
 
 
 def test_a_second_run_of_the_same_pipeline_is_refused_while_one_holds_the_lock(tmp_path):
-    (tmp_path / "data" / "digits" / "0").mkdir(parents=True)
-    (tmp_path / "data" / "digits" / "0" / "a.png").write_bytes(encode(gradient(8, 8, 1), "PNG"))
+    for digit in ("0", "1"):  # a classifier needs two classes
+        (tmp_path / "data" / "digits" / digit).mkdir(parents=True)
+        (tmp_path / "data" / "digits" / digit / "a.png").write_bytes(encode(gradient(8, 8, 1), "PNG"))
     spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
     spec["data"]["root"] = str(tmp_path / "data" / "digits")
     spec["output_dir"] = str(tmp_path / "outputs")

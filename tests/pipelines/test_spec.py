@@ -1,5 +1,7 @@
 """Spec validation: every bad field fails at once, naming the file, the field and the fix."""
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,9 @@ from tests.conftest import REPO
 
 def write_spec(tmp_path: Path, **overrides) -> Path:
     spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
-    (tmp_path / "data" / "a_class").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "data" / "a_class" / "x.png").write_bytes(b"x")
+    for name in ("a_class", "b_class"):
+        (tmp_path / "data" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / name / "x.png").write_bytes(b"x")
     spec["data"]["root"] = str(tmp_path / "data")
     for dotted, value in overrides.items():
         node = spec
@@ -107,8 +110,9 @@ def test_unsafe_yaml_tags_are_refused(tmp_path):
 
 def test_relative_paths_resolve_against_the_project(tmp_path):
     (tmp_path / "pipelines").mkdir()
-    (tmp_path / "data" / "x" / "a_class").mkdir(parents=True)
-    (tmp_path / "data" / "x" / "a_class" / "x.png").write_bytes(b"x")
+    for name in ("a_class", "b_class"):
+        (tmp_path / "data" / "x" / name).mkdir(parents=True)
+        (tmp_path / "data" / "x" / name / "x.png").write_bytes(b"x")
     spec = yaml.safe_load((REPO / "pipelines" / "digits.yaml").read_text())
     spec["data"]["root"] = "data/x"
     path = tmp_path / "pipelines" / "x.yaml"
@@ -131,3 +135,62 @@ def test_beam_arguments_default_to_multi_processing_and_the_spec_wins(tmp_path):
     assert args[0] == "--direct_running_mode=multi_processing"
     assert args[-1] == "--direct_num_workers=3"  # Beam takes the last value of a repeated flag
     assert beam_pipeline_args(loaded, "local")[0] == "--direct_num_workers=1"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pipeline: a\ntrainer: {epochs: 3}\ntrainer: {epochs: 4}\n", "`trainer` is given twice (lines 2 and 3)"),
+    ("a: &a [x, x, x]\nb: &b [*a, *a, *a]\npipeline: *b\n", "an alias (*a) at line 2: specs do not use YAML anchors"),
+    ("pipeline: [a\n", "not valid YAML at line 2, column 1: expected ',' or ']'"),
+])
+def test_yaml_traps_are_refused_with_the_line(tmp_path, text, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(path, check_paths=False)
+
+
+def test_a_billion_laughs_spec_is_refused_at_once(tmp_path):
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"{chr(c)}: &{chr(c)} [" + ", ".join([f"*{chr(c - 1)}"] * 9) + "]" for c in range(ord("b"), ord("j"))]
+    (tmp_path / "laughs.yaml").write_text("\n".join(lines + ["pipeline: *i"]) + "\n")  # 9**9 strings if expanded
+    with pytest.raises(SpecError, match="alias"):
+        load_spec(tmp_path / "laughs.yaml", check_paths=False)
+
+
+def test_a_spec_that_is_not_utf8_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "spec.yaml").write_bytes(b"pipeline: \xff\xfe\n")
+    with pytest.raises(SpecError, match="not UTF-8 text .*fix: save the spec as UTF-8"):
+        load_spec(tmp_path / "spec.yaml")
+
+
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"trainer__seed": 2**40}, "trainer.seed", "less than or equal to 2147483647"),
+    ({"data__train_buckets": 10**9}, "data.train_buckets", "less than or equal to 1000"),
+    ({"trainer__learning_rate": float("nan")}, "trainer.learning_rate", "finite number"),
+    ({"pipeline": "digits\n"}, "pipeline", "not a safe pipeline name"),
+])
+def test_out_of_range_numbers_and_names_are_refused(tmp_path, overrides, field, message):
+    with pytest.raises(SpecError) as error:
+        load_spec(write_spec(tmp_path, **overrides))
+    assert f"`{field}`" in str(error.value) and message in str(error.value)
+
+
+def test_one_class_or_a_folder_without_image_files_is_refused(tmp_path):
+    path = write_spec(tmp_path)
+    (tmp_path / "data" / "b_class" / "x.png").unlink()
+    (tmp_path / "data" / "b_class").rmdir()
+    with pytest.raises(SpecError, match=r"has one \(a_class\) class folder with image files; a classifier needs at least two"):
+        load_spec(path)
+    (tmp_path / "data" / "fifo_class").mkdir()
+    os.mkfifo(tmp_path / "data" / "fifo_class" / "pipe.png")  # a "file" that is not one
+    with pytest.raises(SpecError, match="one .a_class."):
+        load_spec(path)
+    (tmp_path / "data" / "c_class").mkdir()
+    (tmp_path / "data" / "c_class" / "y.png").write_bytes(b"x")
+    assert load_spec(path).spec.pipeline == "digits"
+
+
+def test_an_output_dir_inside_the_data_is_refused(tmp_path):
+    path = write_spec(tmp_path, output_dir=str(tmp_path / "data" / "outputs"))
+    with pytest.raises(SpecError, match="field `output_dir`: .* is inside data.root"):
+        load_spec(path, check_paths=False)

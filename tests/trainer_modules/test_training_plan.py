@@ -1,0 +1,42 @@
+"""Small data trains without hand-tuning: enough steps per epoch, and the best epoch is the one kept."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer_modules.base import MIN_STEPS_PER_EPOCH, NothingTrained, epoch_plan, kept_epoch
+
+
+def test_a_small_train_split_is_repeated_to_enough_steps_and_the_user_is_warned():
+    steps, warnings = epoch_plan(161, 64)  # the photo set that learnt nothing at 2 steps an epoch
+    assert steps == MIN_STEPS_PER_EPOCH
+    assert any("161 train images at batch 64 are 3 step(s)" in w for w in warnings)
+    steps, warnings = epoch_plan(40, 64)  # smaller than one batch: trained nothing before
+    assert steps == MIN_STEPS_PER_EPOCH and any("fewer than one batch of 64" in w for w in warnings)
+
+
+def test_a_large_train_split_is_one_pass_per_epoch_without_warnings():
+    assert epoch_plan(4000, 64) == (63, [])
+
+
+def test_no_labelled_image_is_an_error_with_the_fix():
+    with pytest.raises(NothingTrained, match="no labelled images; fix:"):
+        epoch_plan(0, 64)
+
+
+def test_the_kept_epoch_is_the_first_best_eval_accuracy_not_the_last():
+    curves = {"val_accuracy": [0.2, 0.9, 0.98, 0.95, 0.98], "val_loss": [2, 1, 0.5, 0.4, 0.45]}
+    assert kept_epoch(curves, "val_accuracy") == 3
+    assert kept_epoch(curves, "val_loss") == 4
+
+
+def test_training_with_repeat_takes_the_planned_steps_even_below_one_batch():
+    from trainer_modules.base import make_dataset  # noqa: F401  (the Trainer's own input function is tested e2e)
+
+    images = np.random.default_rng(0).uniform(size=(5, 4, 4, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(5) % 2)).repeat().batch(8, drop_remainder=True)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    steps, _ = epoch_plan(5, 8)
+    history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    assert len(history.history["loss"]) == 1  # a run on 5 images at batch 8 trains instead of silently nothing
