@@ -67,6 +67,9 @@ class Executor(tfx_executor.Executor):
         if version is not None:
             logging.info("Model %s is already version %d; not pushed again.", model.uri, version)
             model_push.set_int_custom_property("already_pushed", 1)
+            # A run stopped after the version folder but before models.config: finish that step now.
+            rollout = serving_rollout.record_push(Path(base).parent, os.path.basename(base.rstrip("/")), version)
+            logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
         else:
             versions = existing_versions(base)
             version = (versions[-1] + 1) if versions else 1

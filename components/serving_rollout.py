@@ -6,17 +6,22 @@ the server loads exactly the labelled versions, so a label always points at a
 loaded model.
 
   a push        the new version becomes `canary` (and `stable` too, if there is none yet)
-  promote       `stable` := `canary`
+  promote       `stable` := `canary`, or any pushed version (--version N), forward or back
   rollback      `stable` := the newest pushed version older than `stable`; `canary` follows it
 
 Every pushed version was blessed by the Evaluator, so "previous blessed" is the
 next lower version directory. The file is replaced atomically (written to a
-temporary name, then renamed), so a server polling it never reads half a file.
+temporary name, then renamed), so a server polling it never reads half a file;
+every read-modify-write holds serving/.models.config.lock (flock), so a
+promote during a push is never silently undone.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -26,6 +31,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from components.versions import existing_versions
 
 CONFIG_NAME = "models.config"
+LOCK_NAME = ".models.config.lock"
 
 
 class RolloutError(RuntimeError):
@@ -67,12 +73,37 @@ def to_proto(rollout: Rollout) -> model_server_config_pb2.ModelServerConfig:
     return config
 
 
+@contextlib.contextmanager
+def locked(serving_dir: Path):
+    """One writer of models.config at a time: pushes, promote and rollback (the kernel's flock: a killed
+    writer leaves no lock behind)."""
+    serving_dir = Path(serving_dir)
+    try:
+        serving_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(serving_dir / LOCK_NAME, "a+")
+    except OSError as exc:
+        raise RolloutError(f"{serving_dir}: cannot write here ({exc.strerror}); fix: check the output "
+                           "directory's permissions") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def read(serving_dir: Path) -> Optional[Rollout]:
+    """The rollout in models.config; None if there is none. RolloutError if the file cannot be read."""
     path = config_path(serving_dir)
     if not path.is_file():
         return None
-    config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
-    model = config.model_config_list.config[0]
+    try:
+        config = text_format.Parse(path.read_text(encoding="utf-8"), model_server_config_pb2.ModelServerConfig())
+        model = config.model_config_list.config[0]
+    except (text_format.ParseError, UnicodeDecodeError, IndexError, OSError) as exc:
+        raise RolloutError(f"{path}: not a TF Serving model config ({type(exc).__name__}: {exc}); fix: restore it, "
+                           "or delete it and run `imagepipe promote <pipeline> --version N` to write a new one") \
+            from None
     labels = dict(model.version_labels)
     return Rollout(model.name, model.base_path, labels.get("stable"), labels.get("canary"))
 
@@ -81,19 +112,33 @@ def write(serving_dir: Path, rollout: Rollout) -> Path:
     path = config_path(serving_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{CONFIG_NAME}.{os.getpid()}")
-    temporary.write_text(text_format.MessageToString(to_proto(rollout)))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text_format.MessageToString(to_proto(rollout)))
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise RolloutError(f"{path}: cannot be written ({exc.strerror}); fix: check the output directory's "
+                           "permissions and free space") from None
     return path
 
 
 def record_push(serving_dir: Path, name: str, version: int) -> Rollout:
-    """After a push: the new version is the canary; the first push is also stable."""
-    current = read(serving_dir)
-    base_path = str(Path(serving_dir).resolve() / name)
-    stable = current.stable if current and current.stable is not None else version
-    rollout = Rollout(name, base_path, stable, version)
-    write(serving_dir, rollout)
-    return rollout
+    """After a push, and again on every re-run of the same push (a run stopped between the version folder
+    and this file is repaired): the version is the canary unless a later one is; the first is also stable.
+    An unreadable models.config is set aside (models.config.unreadable-<time>) and written anew."""
+    with locked(serving_dir):
+        try:
+            current = read(serving_dir)
+        except RolloutError:
+            path = config_path(serving_dir)
+            path.rename(path.with_name(f"{CONFIG_NAME}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"))
+            current = None
+        base_path = str(Path(serving_dir).resolve() / name)
+        if current and current.canary is not None and current.canary >= version and current.stable is not None:
+            return current  # already recorded (or a newer push is the canary)
+        stable = current.stable if current and current.stable is not None else version
+        rollout = Rollout(name, base_path, stable, version)
+        write(serving_dir, rollout)
+        return rollout
 
 
 def _require(serving_dir: Path) -> Rollout:
@@ -104,22 +149,31 @@ def _require(serving_dir: Path) -> Rollout:
     return current
 
 
-def promote(serving_dir: Path) -> Rollout:
-    current = _require(serving_dir)
-    if current.canary == current.stable:
-        raise RolloutError(f"version {current.stable} is already stable and there is no other canary; "
-                           "fix: push a new model first")
-    rollout = dataclasses.replace(current, stable=current.canary)
-    write(serving_dir, rollout)
-    return rollout
+def promote(serving_dir: Path, version: Optional[int] = None) -> Rollout:
+    """`stable` := `version`, any pushed version; default the canary, or after a rollback the newest push."""
+    with locked(serving_dir):
+        current = _require(serving_dir)
+        pushed = pushed_versions(Path(current.base_path))
+        if version is None:
+            version = current.canary if current.canary != current.stable else (pushed[-1] if pushed else None)
+        if version not in pushed:
+            raise RolloutError(f"version {version} is not a pushed version under {current.base_path} (pushed: "
+                               f"{', '.join(map(str, pushed)) or 'none'}); fix: pass one of them with --version")
+        if version == current.stable:
+            raise RolloutError(f"version {version} is already stable; fix: push a new model first, or pass "
+                               f"--version with another pushed version ({', '.join(map(str, pushed))})")
+        rollout = dataclasses.replace(current, stable=version, canary=version)
+        write(serving_dir, rollout)
+        return rollout
 
 
 def rollback(serving_dir: Path) -> Rollout:
-    current = _require(serving_dir)
-    older = [v for v in pushed_versions(Path(current.base_path)) if v < current.stable]
-    if not older:
-        raise RolloutError(f"stable is version {current.stable} and no older pushed version exists under "
-                           f"{current.base_path}; nothing to roll back to")
-    rollout = dataclasses.replace(current, stable=older[-1], canary=older[-1])
-    write(serving_dir, rollout)
-    return rollout
+    with locked(serving_dir):
+        current = _require(serving_dir)
+        older = [v for v in pushed_versions(Path(current.base_path)) if v < current.stable]
+        if not older:
+            raise RolloutError(f"stable is version {current.stable} and no older pushed version exists under "
+                               f"{current.base_path}; nothing to roll back to")
+        rollout = dataclasses.replace(current, stable=older[-1], canary=older[-1])
+        write(serving_dir, rollout)
+        return rollout

@@ -37,21 +37,43 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         sys.exit(results.EXIT_INVALID)
-    progress = (lambda message: None) if (quiet or as_json) else (lambda message: console.print(message, highlight=False))
-    from pipelines import run as runs
-    from pipelines.describe import describe
-
-    try:
-        summary = runs.run_pipeline(loaded, progress=progress, runner=runner)
-    except runs.PipelineBusy as exc:
-        console.print(f"[red]refused:[/red] {exc}", highlight=False)
-        _finish(loaded, {"pipeline": loaded.name, "status": "busy", "error": str(exc)}, as_json, results.EXIT_FAILED)
-    except Exception as exc:  # report, then fail with the documented code
-        console.print(f"[red]run failed:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        _finish(loaded, {"pipeline": loaded.name, "status": "failed", "error": str(exc)}, as_json, results.EXIT_FAILED)
+    outcome = _supervised_run(loaded, runner, show_progress=not (quiet or as_json))
+    if outcome["status"] == "busy":
+        console.print(f"[red]refused:[/red] {outcome['error']}", highlight=False)
+        _finish(loaded, outcome, as_json, results.EXIT_FAILED)
+    if outcome["status"] == "failed":
+        console.print(f"[red]run failed:[/red] {outcome['error']}", highlight=False)
+        _finish(loaded, outcome, as_json, results.EXIT_FAILED)
+    summary = results.RunSummary(**{key: value for key, value in outcome.items() if key != "status"})
     if not as_json:
+        from pipelines.describe import describe
+
         click.echo(describe(summary))
-    _finish(loaded, {**summary.to_dict(), "status": summary.status}, as_json, summary.exit_code)
+    _finish(loaded, outcome, as_json, summary.exit_code)
+
+
+def _supervised_run(loaded, runner: str | None, show_progress: bool) -> dict:
+    """Runs the pipeline in a child process (pipelines.run.run_in_child) and returns its outcome, or, if
+    the child died (a crash, the out-of-memory killer), an outcome that says where."""
+    import multiprocessing
+    import tempfile
+
+    from pipelines import run as runs
+
+    with tempfile.TemporaryDirectory(prefix="imagepipe-run-") as scratch:
+        outcome_path = Path(scratch) / "outcome.json"
+        child = multiprocessing.get_context("spawn").Process(
+            target=runs.run_in_child, args=(str(loaded.path), runner, show_progress, str(outcome_path)),
+            name="imagepipe-run")
+        child.start()
+        try:
+            child.join()
+        except KeyboardInterrupt:  # Ctrl-C reaches the child too; wait for it to stop
+            child.join()
+            raise
+        if outcome_path.is_file():
+            return json.loads(outcome_path.read_text())
+        return runs.died_outcome(loaded, child.exitcode)
 
 
 def _finish(loaded, outcome: dict, as_json: bool, exit_code: int) -> None:
@@ -101,6 +123,12 @@ def runs_command(spec_path: Path, as_json: bool) -> None:
                       str(summary.pushed_version or "-"), str(edge.get("version") or "-"),
                       str(len(summary.executed)), str(len(summary.cached)))
     Console(width=max(100, Console().width)).print(table)
+    now = results.serving_now(Path(loaded.layout.serving_dir))
+    if now and "error" not in now:
+        click.echo(f"models.config now: stable {now['stable']}, canary {now['canary']} (the rows show what each run "
+                   "pushed; promote and rollback change what is served)")
+    elif now:
+        click.echo(f"warning: {now['error']}")
 
 
 @main.group("data")
@@ -145,12 +173,12 @@ def _serving_dir(pipeline: str, output_dir: Path) -> Path:
     return Path(OutputLayout.of(output_dir, pipeline).serving_dir)
 
 
-def _rollout_command(action: str, pipeline: str, output_dir: Path) -> None:
+def _rollout_command(action: str, pipeline: str, output_dir: Path, **options) -> None:
     from components import serving_rollout
 
     serving_dir = _serving_dir(pipeline, output_dir)
     try:
-        rollout = getattr(serving_rollout, action)(serving_dir)
+        rollout = getattr(serving_rollout, action)(serving_dir, **options)
     except serving_rollout.RolloutError as exc:
         console.print(f"[red]{action} refused:[/red] {exc}", highlight=False)
         sys.exit(results.EXIT_FAILED)
@@ -163,10 +191,12 @@ _OUTPUT_DIR = click.option("--output-dir", type=click.Path(file_okay=False, path
 
 @main.command("promote")
 @click.argument("pipeline")
+@click.option("--version", type=click.IntRange(min=1), default=None,
+              help="The pushed version to make stable (default: the canary; after a rollback, the newest push).")
 @_OUTPUT_DIR
-def promote_command(pipeline: str, output_dir: Path) -> None:
-    """Make PIPELINE's canary version the stable one in serving/models.config."""
-    _rollout_command("promote", pipeline, output_dir)
+def promote_command(pipeline: str, version: int | None, output_dir: Path) -> None:
+    """Make a pushed version of PIPELINE stable (and canary) in serving/models.config."""
+    _rollout_command("promote", pipeline, output_dir, version=version)
 
 
 @main.command("rollback")
@@ -185,7 +215,11 @@ def serving_command(pipeline: str, output_dir: Path) -> None:
     from components import serving_rollout
 
     serving_dir = _serving_dir(pipeline, output_dir)
-    rollout = serving_rollout.read(serving_dir)
+    try:
+        rollout = serving_rollout.read(serving_dir)
+    except serving_rollout.RolloutError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(results.EXIT_FAILED)
     if rollout is None:
         click.echo(f"{pipeline}: nothing pushed yet ({serving_rollout.config_path(serving_dir)} does not exist)")
         return

@@ -42,6 +42,11 @@ def describe(summary: RunSummary) -> str:
     elif summary.blessed is False or not summary.edge:
         lines.append("not blessed, nothing pushed" + (":" if summary.validation_failures else ""))
         lines.extend(f"  - {failure}" for failure in summary.validation_failures)
+    if summary.serving_now and "error" in summary.serving_now:
+        lines.append(f"warning: {summary.serving_now['error']}")
+    elif summary.serving_now:
+        lines.append(f"TF Serving now serves stable version {summary.serving_now['stable']}, "
+                     f"canary {summary.serving_now['canary']} (models.config)")
     if summary.edge and "metric" in summary.edge:
         lines.append(describe_edge(summary.edge))
     if summary.report:

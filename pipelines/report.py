@@ -105,6 +105,7 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
         "charts": {"per_class": per_class_chart, "samples": samples_chart, "sizes": sizes_chart},
         "skipped": ingest.get("skipped", []),
         "empty_class_folders": ingest.get("empty_class_folders", []),
+        "ignored": ingest.get("ignored", []),
         "span_folders": ingest.get("span_folders", []),
     }
 

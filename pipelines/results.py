@@ -32,6 +32,7 @@ class RunSummary:
     executed: List[str]
     cached: List[str]
     failed: List[str] = dataclasses.field(default_factory=list)
+    incomplete: List[str] = dataclasses.field(default_factory=list)
     started_at: Optional[str] = None
     span: Optional[int] = None
     blessed: Optional[bool] = None
@@ -52,14 +53,18 @@ class RunSummary:
     epochs_run: Optional[int] = None
     kept_because: Optional[str] = None
     training_warnings: List[str] = dataclasses.field(default_factory=list)
+    serving_now: Optional[Dict] = None  # what models.config serves when the summary is made: {stable, canary}
 
     @property
     def status(self) -> str:
         """pushed: every push target the spec names holds the model; not_blessed: none
         does; edge_not_pushed: blessed, but the int8 model missed its accuracy or device budget;
-        failed: a component failed (only in `imagepipe runs`: `run` reports failures itself)."""
+        failed: a component failed; incomplete: a component never finished (the process was killed or
+        crashed, or the run is still going); both only in `imagepipe runs` (`run` reports its own failures)."""
         if self.failed:
             return "failed"
+        if self.incomplete:
+            return "incomplete"
         if self.edge is not None and self.blessed and not self.edge.get("pushed"):
             return "edge_not_pushed"
         if self.pushed or (self.edge is not None and self.edge.get("pushed")):
@@ -159,6 +164,8 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
         executed=sorted(node_of[e.id] for e in executions if e.last_known_state == e.COMPLETE),
         cached=sorted(node_of[e.id] for e in executions if e.last_known_state == e.CACHED),
         failed=sorted(node_of[e.id] for e in executions if e.last_known_state == e.FAILED),
+        # Still RUNNING once the run is over: the process died (killed, out of memory, a crash).
+        incomplete=sorted(node_of[e.id] for e in executions if e.last_known_state in (e.RUNNING, e.NEW)),
         started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.create_time_since_epoch / 1000)),
     )
     # A cached Pusher means this exact model was pushed by an earlier run.
@@ -196,6 +203,17 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
                 summary.files_ingested = props["files_ingested"].int_value
                 summary.files_skipped = props["files_skipped"].int_value
     return summary
+
+
+def serving_now(serving_dir: Path) -> Optional[Dict]:
+    """{stable, canary} from models.config as it is now (not as a past run left it); None if none."""
+    from components import serving_rollout
+
+    try:
+        rollout = serving_rollout.read(serving_dir)
+    except serving_rollout.RolloutError as exc:
+        return {"error": str(exc)}
+    return {"stable": rollout.stable, "canary": rollout.canary} if rollout else None
 
 
 def _edge_summary(artifact) -> Dict:

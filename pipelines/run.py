@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from components.contracts import RUN_LOCK_FILE, OutputLayout
 from pipelines.describe import shown_path
-from pipelines.results import RunSummary, latest_run, summarize_run
+from pipelines.results import RunSummary, latest_run, serving_now, summarize_run
 from pipelines.spec import LoadedSpec
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -151,6 +152,7 @@ def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress:
         file_handler.close()
     store, run = latest_run(loaded.name, Path(layout.metadata_path))
     summary = summarize_run(store, run, loaded.name)
+    summary.serving_now = serving_now(Path(layout.serving_dir))
     try:
         from pipelines.report import write_report
 
@@ -165,3 +167,43 @@ class RunFailed(RuntimeError):
     """A component failed; the message ends with the log file's path."""
 
 
+
+
+def run_in_child(spec_path: str, runner: Optional[str], show_progress: bool, outcome_path: str) -> None:
+    """`imagepipe run`'s worker process: runs the pipeline and writes its outcome (the summary, or the
+    failure) as JSON to `outcome_path`. The CLI supervises it, so that a component that crashes the
+    process (a segfault, the out-of-memory killer) still ends with a "run failed" line, the JSON line
+    and the webhook, naming the component."""
+    from rich.console import Console
+
+    from pipelines.spec import load_spec
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    progress = console.print if show_progress else (lambda message: None)
+    loaded = load_spec(spec_path)
+    try:
+        summary = run_pipeline(loaded, progress=progress, runner=runner)
+        outcome = {**summary.to_dict(), "status": summary.status}
+    except PipelineBusy as exc:
+        outcome = {"pipeline": loaded.name, "status": "busy", "error": str(exc)}
+    except Exception as exc:  # reported by the CLI with the documented exit code
+        outcome = {"pipeline": loaded.name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    Path(outcome_path).write_text(json.dumps(outcome))
+
+
+def died_outcome(loaded: LoadedSpec, exitcode: int) -> Dict:
+    """The outcome of a run whose process died before it could write one: which component was running."""
+    import signal
+
+    reason = (f"signal {-exitcode} ({signal.Signals(-exitcode).name})" if exitcode < 0 else f"exit status {exitcode}")
+    running: List[str] = []
+    try:
+        store, run = latest_run(loaded.name, Path(loaded.layout.metadata_path))
+        running = summarize_run(store, run, loaded.name).incomplete
+    except Exception:  # no run recorded yet: it died before the first component
+        pass
+    where = f" in {', '.join(running)}" if running else ""
+    logs = sorted(Path(loaded.layout.logs_dir).glob("run-*.log"))
+    log = f"; full log: {shown_path(logs[-1])}" if logs else ""
+    return {"pipeline": loaded.name, "status": "failed", "failed": running,
+            "error": f"the run's process died{where} ({reason}){log}"}

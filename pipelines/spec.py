@@ -461,7 +461,7 @@ def check_data_root(loaded: LoadedSpec) -> None:
     from components.image_example_gen.folders import ImageFolderError, scan_class_folders
 
     try:
-        classes, _, files_by_class = scan_class_folders(str(data_root), loaded.spec.data.unlabeled_dir)
+        classes, _, files_by_class, _ = scan_class_folders(str(data_root), loaded.spec.data.unlabeled_dir)
     except (ImageFolderError, OSError) as exc:
         raise SpecError(
             f"{loaded.path}: field `data.root`: {exc}; fix: put each class's images in its own sub-folder, "

@@ -92,6 +92,15 @@ def write_bundle(base: Path, version: int, files: Dict[str, bytes | str], manife
     return destination
 
 
+def repair_latest(base: Path) -> None:
+    """`latest` names the newest whole version (one with its manifest), whatever a stopped run left."""
+    whole = [v for v in existing_versions(str(base)) if (base / str(v) / MANIFEST).is_file()]
+    latest = base / LATEST
+    current = latest.read_text().strip() if latest.is_file() else ""
+    if whole and current != str(whole[-1]):
+        point_latest_at(base, whole[-1])
+
+
 def point_latest_at(base: Path, version: int) -> None:
     temporary = base / f".{LATEST}-{os.getpid()}"
     temporary.write_text(f"{version}\n")

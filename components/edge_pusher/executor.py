@@ -141,6 +141,7 @@ class Executor(base_executor.BaseExecutor):
         version = bundle.find_version_of(base, model.id)
         if version is not None:
             logging.info("EdgePusher: model %d is already edge version %d.", model.id, version)
+            bundle.repair_latest(base)  # a run stopped between the version folder and `latest`
         else:
             version = self._version(input_dict, base)
             golden_inputs = quantized_eval[:GOLDEN_SAMPLES]

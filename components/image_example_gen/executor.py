@@ -106,7 +106,7 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
     else:
         folders = [split_pattern.split("*", 1)[0].rstrip("/")]
     data_root = posixpath.join(input_base, *folders).rstrip("/") if len(folders) == 1 else input_base
-    classes, empty, files_by_class = scan_span_folders(input_base, folders, unlabeled_dir, allow_class_changes)
+    classes, empty, files_by_class, ignored = scan_span_folders(input_base, folders, unlabeled_dir, allow_class_changes)
     report_dir = exec_properties[_REPORT_DIR_KEY]
     _write_json(posixpath.join(report_dir, LABEL_NAMES_FILE), classes)
     all_files = [f for files in files_by_class.values() for f in files]
@@ -122,6 +122,7 @@ def ImageFoldersToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, An
         "files_found": len(all_files),
         "labels_per_class": labels_per_class or None,
         "labels_dropped": len(dropped),
+        "ignored": ignored,  # not read (a folder inside a class, a name that is not UTF-8), with the reason
     })
     split_config = _parsed_output_config(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY]).split_config
     split_names = [split.name for split in split_config.splits]

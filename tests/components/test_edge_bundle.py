@@ -123,3 +123,13 @@ def test_a_refusal_without_numbers_is_described():
 
     text = describe_edge({"metric": "accuracy", "error": "no full-integer model: x", "checks": {}, "pushed": False})
     assert text == "edge: not pushed: no full-integer model: x"
+
+
+def test_a_stopped_push_leaves_latest_behind_and_the_rerun_repairs_it(tmp_path):
+    base = tmp_path / "edge" / "p"
+    bundle.write_bundle(base, 1, {"model_int8.tflite": b"\x01"}, {"version": 1})
+    bundle.write_bundle(base, 2, {"model_int8.tflite": b"\x02"}, {"version": 2})
+    (base / "latest").write_text("1\n")  # stopped between the version folder and `latest`
+    (base / "3").mkdir()  # and a version folder without its manifest is never `latest`
+    bundle.repair_latest(base)
+    assert (base / "latest").read_text() == "2\n"

@@ -84,6 +84,14 @@ def corpus(tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside") / "secret.png"
     outside.write_bytes(encode(gradient(8, 8, 3), "PNG"))
     os.symlink(outside, good / "link_out.png")  # a path out of the data root
+    (good / "nested").mkdir()
+    (good / "nested" / "deeper.png").write_bytes(encode(gradient(8, 8, 3), "PNG"))  # not read, and said so
+    os.fsencode(good)
+    with open(os.fsencode(good) + b"/latin1-\xe9t\xe9.png", "wb") as f:  # a name that is not UTF-8
+        f.write(encode(gradient(8, 8, 3), "PNG"))
+    os.makedirs(os.fsencode(root) + b"/caf\xe9")  # a class folder whose name is not UTF-8
+    with open(os.fsencode(root) + b"/caf\xe9/a.png", "wb") as f:
+        f.write(encode(gradient(8, 8, 3), "PNG"))
     (odd / "file name with spaces.png").write_bytes(encode(gradient(8, 8, 3), "PNG"))
     (odd / "ñandú 猫.jpg").write_bytes(jpeg)
     (odd / ".hidden.jpg").write_bytes(jpeg)
@@ -116,6 +124,15 @@ def test_every_unreadable_file_is_skipped_with_a_reason(corpus):
     assert "not a regular file" in skipped["good/named_pipe.jpg"]
     assert "empty file" in skipped["good/zero.jpg"]
     assert "Too many levels of symbolic links" in skipped["odd ünïcode/loop_a"]
+
+
+def test_what_is_not_read_is_named_with_the_reason(corpus):
+    _, report, _ = corpus
+    ignored = {item["file"]: item["reason"] for item in
+               json.loads((report / contracts.INGEST_REPORT_FILE).read_text())["ignored"]}
+    assert "a folder inside a class folder is not read" in ignored["good/nested"]
+    assert "file name is not UTF-8" in ignored["good/latin1-\\xe9t\\xe9.png"]
+    assert "folder name is not UTF-8" in ignored["caf\\xe9"]
 
 
 def test_hidden_files_and_empty_class_folders_are_left_out_and_named(corpus):

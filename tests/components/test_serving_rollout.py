@@ -39,7 +39,8 @@ def test_push_promote_push_rollback(tmp_path):
     assert parsed(serving)[:2] == ({"stable": 2, "canary": 3}, [2, 3])
     serving_rollout.rollback(serving)
     assert parsed(serving)[:2] == ({"stable": 1, "canary": 1}, [1])
-    assert sorted(p.name for p in serving.iterdir()) == ["digits", "models.config"]  # no temporary file left
+    # No temporary file left (the lock file stays: flock needs a file).
+    assert sorted(p.name for p in serving.iterdir()) == [serving_rollout.LOCK_NAME, "digits", "models.config"]
 
 
 def test_rollback_skips_half_written_versions(tmp_path):
@@ -77,3 +78,74 @@ def test_cli_promote_rollback_and_show(tmp_path):
     refused = runner.invoke(main, ["rollback", "digits", "--output-dir", str(outputs)])
     assert refused.exit_code == 1
     assert runner.invoke(main, ["promote", "../etc", "--output-dir", str(outputs)]).exit_code == 2
+
+
+def test_after_a_rollback_a_newer_version_can_be_promoted_again(tmp_path):
+    serving = tmp_path / "serving"
+    push(serving, 1)
+    push(serving, 2)
+    serving_rollout.promote(serving)
+    serving_rollout.rollback(serving)
+    assert parsed(serving)[0] == {"stable": 1, "canary": 1}
+    assert serving_rollout.promote(serving).stable == 2  # default: the newest push
+    serving_rollout.rollback(serving)
+    assert serving_rollout.promote(serving, version=2).stable == 2
+    with pytest.raises(serving_rollout.RolloutError, match=r"version 7 is not a pushed version .*pushed: 1, 2"):
+        serving_rollout.promote(serving, version=7)
+
+
+def test_a_push_recorded_again_repairs_a_missing_label_and_changes_nothing_else(tmp_path):
+    serving = tmp_path / "serving"
+    push(serving, 1)
+    (serving / "digits" / "2").mkdir()
+    (serving / "digits" / "2" / "saved_model.pb").write_bytes(b"pb")  # a run stopped before models.config
+    assert parsed(serving)[0] == {"stable": 1, "canary": 1}
+    serving_rollout.record_push(serving, "digits", 2)  # what the re-run's Pusher does
+    assert parsed(serving)[0] == {"stable": 1, "canary": 2}
+    serving_rollout.record_push(serving, "digits", 2)
+    serving_rollout.record_push(serving, "digits", 1)  # an older push re-recorded moves nothing back
+    assert parsed(serving)[0] == {"stable": 1, "canary": 2}
+
+
+def test_an_unreadable_models_config_is_set_aside_by_a_push_and_reported_by_the_commands(tmp_path):
+    outputs = tmp_path / "outputs"
+    serving = outputs / "digits" / "serving"
+    push(serving, 1)
+    (serving / "models.config").write_bytes(b"\xff garbage {{{")
+    runner = CliRunner()
+    for command in (["serving", "digits"], ["promote", "digits"], ["rollback", "digits"]):
+        result = runner.invoke(main, [*command, "--output-dir", str(outputs)])
+        assert result.exit_code == 1 and "not a TF Serving model config" in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    push(serving, 2)
+    assert parsed(serving)[0] == {"stable": 2, "canary": 2}
+    assert len(list(serving.glob("models.config.unreadable-*"))) == 1
+
+
+def test_promote_waits_for_a_push_in_progress(tmp_path):
+    import fcntl
+    import threading
+    import time
+
+    serving = tmp_path / "serving"
+    push(serving, 1)
+    push(serving, 2)
+    with open(serving / serving_rollout.LOCK_NAME, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # a push is writing models.config
+        done = []
+        worker = threading.Thread(target=lambda: done.append(serving_rollout.promote(serving)))
+        worker.start()
+        time.sleep(0.5)
+        assert not done  # promote waits instead of reading a config about to change
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        worker.join(10)
+    assert done and done[0].stable == 2
+
+
+def test_cli_promote_takes_a_version(tmp_path):
+    outputs = tmp_path / "outputs"
+    serving = outputs / "digits" / "serving"
+    for version in (1, 2, 3):
+        push(serving, version)
+    result = CliRunner().invoke(main, ["promote", "digits", "--version", "2", "--output-dir", str(outputs)])
+    assert result.exit_code == 0 and "stable 2, canary 2" in result.output

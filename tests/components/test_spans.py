@@ -76,8 +76,9 @@ def test_spans_read_together_must_have_the_same_classes(tmp_path):
     _write_spans(tmp_path, (2,), classes=("cats", "dogs", "birds"))
     with pytest.raises(ImageFolderError, match="between data spans span-1 and span-2 .added: birds; removed: none"):
         scan_span_folders(str(tmp_path), ["span-1", "span-2"], "unlabeled")
-    classes, _, files = scan_span_folders(str(tmp_path), ["span-2"], "unlabeled")
+    classes, _, files, _ = scan_span_folders(str(tmp_path), ["span-2"], "unlabeled")
     assert classes == ["birds", "cats", "dogs"]
     assert files["cats"] == ["span-2/cats/cats-2.png"]
-    classes, _, files = scan_span_folders(str(tmp_path), ["span-1", "span-2"], "unlabeled", allow_class_changes=True)
+    classes, _, files, _ = scan_span_folders(str(tmp_path), ["span-1", "span-2"], "unlabeled",
+                                             allow_class_changes=True)
     assert classes == ["birds", "cats", "dogs"] and len(files["cats"]) == 2

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +242,35 @@ def test_the_run_report_has_every_section_and_renders_in_chromium(first_run, pro
     latest = imagepipe("report", str(spec_path))  # later tests in this module add runs: the newest wins
     assert latest.returncode == 0 and latest.stdout.strip() == str(newest)
     screenshot(report)
+
+
+def test_bombs_and_odd_bitmaps_sent_to_serving_get_errors_and_the_server_stays_up(first_run, project, tmp_path):
+    """A top-down BMP is answered; a 20,000x20,000 PNG and a batch of four 10,000x10,000 PNGs are refused
+    with an error, read from their headers, without the memory decoding them would take. In a child
+    process: what is under test is that the process survives."""
+    from tests.components.test_hardening import png_of_size, top_down_bmp
+    from tests.conftest import gradient
+
+    model_dir = project[0] / "outputs" / "digits-e2e" / "serving" / "digits-e2e" / "1"
+    (tmp_path / "topdown.bmp").write_bytes(top_down_bmp(gradient(28, 28, 3)))
+    (tmp_path / "huge.png").write_bytes(png_of_size(20_000, 20_000))
+    (tmp_path / "big.png").write_bytes(png_of_size(10_000, 10_000))
+    script = f"""
+import resource, sys, tensorflow as tf
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # decoding these would take far more
+serve = tf.saved_model.load({str(model_dir)!r}).signatures["serving_default"]
+read = lambda name: open({str(tmp_path)!r} + "/" + name, "rb").read()
+print("bmp", serve(image_bytes=tf.constant([read("topdown.bmp")]))["label"].numpy()[0].decode())
+for name, batch in (("huge", [read("huge.png")]), ("four", [read("big.png")] * 4)):
+    try:
+        serve(image_bytes=tf.constant(batch))
+        print(name, "answered")
+    except tf.errors.InvalidArgumentError as error:
+        print(name, "refused:", "image too large" in str(error))
+print("alive")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("bmp ") and lines[0].split()[1] in [str(d) for d in range(10)]
+    assert lines[1:] == ["huge refused: True", "four refused: True", "alive"]

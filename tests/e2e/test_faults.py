@@ -16,7 +16,7 @@ import yaml
 from pipelines import results
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def start(spec_path):
@@ -79,3 +79,37 @@ def test_killed_runs_leave_no_half_written_version_and_the_rerun_completes(tmp_p
     assert_complete(serving_base, edge_base)
     # The lock died with the killed runs: nothing to clean up by hand.
     assert summary["status"] == "pushed"
+
+
+def test_a_component_that_kills_its_process_still_ends_the_run_with_the_failure_named(tmp_path):
+    """As when the out-of-memory killer (or a segfault in a decoder) takes the pipeline's process:
+    `imagepipe run` reports which component died, prints its JSON line and posts the webhook."""
+    import psutil
+
+    from tests.pipelines.test_notify import local_webhook
+
+    spec = yaml.safe_load((REPO / "pipelines" / "sine.yaml").read_text())
+    spec["output_dir"] = str(tmp_path / "outputs")
+    spec["data"]["root"] = str(tmp_path / "data" / "sine")
+    spec_path = tmp_path / "sine.yaml"
+    with local_webhook() as (url, received):
+        spec["notify"] = {"webhook": url}
+        spec_path.write_text(yaml.safe_dump(spec))
+        cli = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(spec_path), "--json"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 600
+        for line in cli.stderr:
+            if "epoch 1/" in line:  # the Trainer is running in the worker process: kill only that one
+                for child in psutil.Process(cli.pid).children(recursive=True):
+                    child.kill()
+                break
+            assert time.time() < deadline
+        out, err = cli.communicate(timeout=120)
+    assert cli.returncode == results.EXIT_FAILED, err[-3000:]
+    outcome = json.loads(out.strip().splitlines()[-1])
+    assert outcome["status"] == "failed" and outcome["failed"] == ["Trainer"]
+    assert "the run's process died in Trainer (signal 9 (SIGKILL))" in outcome["error"]
+    assert received == [outcome]
+    history = subprocess.run([sys.executable, "-m", "pipelines.cli", "runs", str(spec_path), "--json"], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert json.loads(history.stdout.strip().splitlines()[-1])["status"] == "incomplete"  # not "not_blessed"

@@ -11,7 +11,9 @@ from pipelines.kubeflow_local import ARTIFACT_LOG, ArtifactLog
 from tests.conftest import REPO, imagepipe
 from tests.pipelines.test_kubeflow import kubeflow_spec
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+# Slow (about 4 minutes: two whole runs task by task): `make test-all`. CI compiles every shipped spec
+# (tests/pipelines/test_kubeflow.py) but does not run the compiled tasks.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def test_the_compiled_pipeline_runs_task_by_task_and_its_resolvers_find_the_last_blessed_model(tmp_path):

@@ -14,7 +14,7 @@ from pipelines import results
 from pipelines.datasets import write_digits
 from tests.conftest import REPO, imagepipe
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 PER_CLASS, LABELS_PER_CLASS, UNLABELED_FILES = 30, 5, 20
 
 

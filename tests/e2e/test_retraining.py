@@ -17,7 +17,7 @@ from pipelines import results
 from pipelines.datasets import write_digits
 from tests.conftest import REPO, imagepipe
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 PIPELINE = "digits-weekly"
 
 

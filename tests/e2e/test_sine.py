@@ -23,7 +23,7 @@ from pipelines import results
 from tests.conftest import REPO, imagepipe
 from tests.pipelines.test_notify import local_webhook
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 BOOK_MODEL_BYTES = 2488  # the TinyML book's quantized hello-world model
 
 
@@ -206,6 +206,7 @@ def test_a_model_over_the_ram_budget_is_not_pushed_to_the_edge(sine_run):
     assert "runs of sine" in table.stdout and "edge_not_pushed" in table.stdout
 
 
+@pytest.mark.slow  # the beam runner is exercised in CI by tests/e2e/test_retraining.py
 def test_the_same_spec_runs_on_the_beam_runner(sine_run, tmp_path):
     """BeamDagRunner, components' Beam jobs on the DirectRunner in multi-processing mode."""
     spec = dict(sine_run[2], output_dir=str(tmp_path / "outputs"))
@@ -224,6 +225,7 @@ def first_epoch_loss(stderr: str) -> float:
     return float(line.split("loss=")[1].split()[0])
 
 
+@pytest.mark.slow  # warm start and canary are exercised in CI by tests/e2e/test_retraining.py
 def test_a_new_data_drop_warm_starts_from_the_blessed_model_and_becomes_canary(tmp_path):
     from components import serving_rollout
 
