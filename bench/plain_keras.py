@@ -46,7 +46,7 @@ def main(spec_path: str, work_dir: str, epochs: str | None = None) -> None:
     def scale(images, labels):
         return images / 255.0, labels
 
-    augment = augmenter(trainer.model_dump()["augment"] or {}, trainer.seed)
+    augment = augmenter(trainer.augment, trainer.seed)
     train = train.map(scale).cache().shuffle(trainer.shuffle_buffer, seed=trainer.seed)
     if augment is not None:
         train = train.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)

@@ -113,7 +113,6 @@ def main(spec_path: str = "pipelines/digits.yaml") -> dict:
     transform_graph = newest(tfx_root / "Transform" / "transform_graph")
     tft_layer = tft.TFTransformOutput(str(transform_graph)).transform_features_layer()
     train_files = [str(examples / "Split-train" / "*")]
-    trainer = spec.trainer.model_dump()
 
     files = sorted(p for p in loaded.data_root.rglob("*") if p.is_file() and not p.name.startswith("."))
     one_by_one_rate = statistics.median(
@@ -123,7 +122,7 @@ def main(spec_path: str = "pipelines/digits.yaml") -> dict:
     def dataset(cache: bool, augment: bool) -> tf.data.Dataset:
         return make_dataset(train_files, tft_layer, spec.trainer.batch_size, training=True, cache=cache,
                             shuffle_buffer=spec.trainer.shuffle_buffer, seed=spec.trainer.seed,
-                            augment=augmenter(trainer.get("augment") or {}, spec.trainer.seed) if augment else None)
+                            augment=augmenter(spec.trainer.augment, spec.trainer.seed) if augment else None)
 
     uncached = statistics.median(through_dataset(dataset(cache=False, augment=False), REPEATS))
     cached = through_dataset(dataset(cache=True, augment=False), REPEATS + 1)[1:]  # pass 1 fills the cache

@@ -1,8 +1,9 @@
 """The contracts between stages, in one place: what one stage writes and the next one reads.
 
-No imports beyond the standard library: the CLI, Beam workers, the Trainer and
-the EdgePusher all import this module, and none of them should pay for another
-stage's dependencies. docs/contracts.md describes the same contracts for users.
+No imports beyond the standard library and pydantic: the CLI, Beam workers, the
+Trainer and the EdgePusher all import this module, and none of them should pay
+for another stage's dependencies. docs/contracts.md describes the same
+contracts for users.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import json
 import os
 import posixpath
 from pathlib import Path
-from typing import Any, Dict, List, Literal
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
 
 # --- tf.Example features written by ImageExampleGen -------------------------------------------
 IMAGE_KEY = "image"            # encoded bytes, as read from the file (EXIF-rotated images re-encoded as PNG)
@@ -99,6 +102,27 @@ def edge_export_dir(model_dir: str) -> str:
     if os.path.basename(model_dir).startswith("Format-"):
         model_dir = os.path.dirname(model_dir)
     return os.path.join(model_dir, EDGE_EXPORT_DIR)
+
+
+# --- the spec's `image` section: what the Transform graph makes of every image -------------------
+class ImageSpec(BaseModel):
+    """pipelines/spec.py validates it; TFX carries it to the Transform and the Trainer as JSON
+    (custom_config), where it is parsed back into this type."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    height: int = Field(..., ge=8, le=1024, description="Model input height in pixels.")
+    width: int = Field(..., ge=8, le=1024, description="Model input width in pixels.")
+    channels: Literal[1, 3] = Field(3, description="1 (grayscale) or 3 (RGB); inputs are converted.")
+    content_margin: Optional[float] = Field(
+        None, ge=0, lt=0.5,
+        description="Crop each image to its content (what differs from the border colour) and pad it to a square "
+        "with this margin on each side, as MNIST does (0.15 = a 20x20 digit in 28x28). For digits and "
+        "characters; leave unset for photos.",
+    )
+    dark_background: bool = Field(
+        False, description="Invert images whose background is light, so ink on paper looks like MNIST's light-on-dark."
+    )
 
 
 # --- the output layout: everything one pipeline writes, under <output_dir>/<pipeline>/ ----------

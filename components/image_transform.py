@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.contracts import IMAGE_KEY, LABEL_KEY, MAX_PIXELS, MAX_SIDE  # noqa: F401 (the keys are used by importers)
+from components.contracts import IMAGE_KEY, LABEL_KEY, MAX_PIXELS, MAX_SIDE, ImageSpec  # noqa: F401 (keys: importers)
 
 _HEADER_BYTES = 32
 
@@ -162,21 +162,20 @@ def decode_images(image_bytes: tf.Tensor, height: int, width: int, channels: int
 
 
 def preprocessing_fn(inputs, custom_config):
-    """TFX Transform entry point; `custom_config` carries the spec's `image` section."""
-    image = custom_config["image"]
+    """TFX Transform entry point; `custom_config` carries the spec's `image` section as JSON."""
+    image = ImageSpec.model_validate(custom_config["image"])
     return {IMAGE_KEY: decode_images(
-        inputs[IMAGE_KEY], image["height"], image["width"], image["channels"],
-        image["content_margin"], image["dark_background"],
+        inputs[IMAGE_KEY], image.height, image.width, image.channels, image.content_margin, image.dark_background,
     )}
 
 
-def describe_preprocessing(image_config: dict) -> str:
+def describe_preprocessing(image: ImageSpec) -> str:
     """In words, what decode_image does with the spec's `image` section (for edge manifests)."""
-    steps = ["decode (JPEG, PNG, GIF, BMP)", f"convert to {'grayscale' if image_config['channels'] == 1 else 'RGB'}"]
-    if image_config.get("content_margin") is not None:
-        steps.append(f"crop to the content with a margin of {image_config['content_margin']} of the side")
-    if image_config.get("dark_background"):
+    steps = ["decode (JPEG, PNG, GIF, BMP)", f"convert to {'grayscale' if image.channels == 1 else 'RGB'}"]
+    if image.content_margin is not None:
+        steps.append(f"crop to the content with a margin of {image.content_margin} of the side")
+    if image.dark_background:
         steps.append("invert images with a light background")
-    steps.append(f"resize to {image_config['height']}x{image_config['width']} (antialiased bilinear)")
+    steps.append(f"resize to {image.height}x{image.width} (antialiased bilinear)")
     steps.append("pixel values scaled to [0, 1]")
     return ", then ".join(steps)

@@ -5,8 +5,10 @@ import json
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter hides the progress lines; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter hides the progress lines: every import logs three harmless CUDA
+# "Unable to register ... factory" errors on a machine without a GPU. Python errors still show, and the
+# run's full log is in outputs/<pipeline>/logs/; TF_CPP_MIN_LOG_LEVEL=0 brings the C++ lines back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from pathlib import Path
 
 import click

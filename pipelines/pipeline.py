@@ -27,6 +27,7 @@ from components.image_example_gen import ImageExampleGen
 from components.image_transform import LABEL_KEY
 from components.serving_pusher import ServingPusher
 from pipelines.spec import SPAN_TOKEN, Spec, span_count
+from trainer_modules.context import trainer_custom_config
 
 PREPROCESSING_FN = "components.image_transform.preprocessing_fn"
 
@@ -259,11 +260,7 @@ def create_pipeline(
         base_model=warm_start_resolver.outputs["model"] if warm_start_resolver else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={
-            "image": spec.image.model_dump() if spec.image else None,
-            "trainer": spec.trainer.model_dump(),
-            "code": source_fingerprint(*trainer_code_modules(spec)),
-        },
+        custom_config=trainer_custom_config(spec.trainer, spec.image, source_fingerprint(*trainer_code_modules(spec))),
     )
     trainer.add_upstream_node(data.validated)  # train only on validated data
 

@@ -32,6 +32,13 @@ class ProgressHandler(logging.Handler):
     def __init__(self, emit_progress: Callable[[str], None]):
         super().__init__(level=logging.INFO)
         self._emit_progress = emit_progress
+        self._running: Optional[str] = None
+
+    def _component(self, name: str) -> None:
+        # TFX announces a component more than once (its launcher, then its driver): show it once.
+        if name != self._running:
+            self._running = name
+            self._emit_progress(f"running {name}")
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -39,11 +46,11 @@ class ProgressHandler(logging.Handler):
         except Exception:  # a malformed third-party log line must not break the run
             return
         if message.startswith("Component ") and message.endswith(" is running."):
-            self._emit_progress(f"running {message[len('Component '):-len(' is running.')]}")
+            self._component(message[len("Component "):-len(" is running.")])
         elif message.startswith("Running launcher for node_info"):  # BeamDagRunner's form
             node = re.search(r'^  id: "([^"]+)"', message, re.MULTILINE)
             if node:
-                self._emit_progress(f"running {node.group(1)}")
+                self._component(node.group(1))
         elif message.startswith("A cached execution"):
             self._emit_progress("  reused the cached result")
         elif message.startswith("imagepipe "):  # our components' and trainers' own progress lines

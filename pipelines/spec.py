@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import List, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.contracts import CLASSIFICATION, OutputLayout
-from trainer_modules.families import FAMILIES
+from components.contracts import CLASSIFICATION, ImageSpec, OutputLayout
+from trainer_modules.config import FAMILIES, TRAINER_MODULES, AugmentSpec, TrainerSpec  # noqa: F401 (re-exported for readers)
 
 SPAN_TOKEN = "{SPAN}"
-TRAINER_MODULES = tuple(FAMILIES)
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # whole names only: use fullmatch ($ allows a newline)
 MAX_BUCKETS = 1000
 
 
 def module_task(module: str) -> str:
-    """classification (image models) or regression, as trainer_modules/families.py declares."""
+    """classification (image models) or regression, as trainer_modules/config.py declares."""
     return FAMILIES[module].task
 
 
@@ -87,93 +86,6 @@ class DataSpec(_Strict):
     labels_seed: int = Field(0, description="Seed of the hash that picks which labels data.labels_per_class keeps.")
     train_buckets: int = Field(4, ge=1, le=MAX_BUCKETS, description="Hash buckets of the train split (by relative path).")
     eval_buckets: int = Field(1, ge=1, le=MAX_BUCKETS, description="Hash buckets of the eval split (by relative path).")
-
-
-class ImageSpec(_Strict):
-    height: int = Field(..., ge=8, le=1024, description="Model input height in pixels.")
-    width: int = Field(..., ge=8, le=1024, description="Model input width in pixels.")
-    channels: Literal[1, 3] = Field(3, description="1 (grayscale) or 3 (RGB); inputs are converted.")
-    content_margin: Optional[float] = Field(
-        None, ge=0, lt=0.5,
-        description="Crop each image to its content (what differs from the border colour) and pad it to a square "
-        "with this margin on each side, as MNIST does (0.15 = a 20x20 digit in 28x28). For digits and "
-        "characters; leave unset for photos.",
-    )
-    dark_background: bool = Field(
-        False, description="Invert images whose background is light, so ink on paper looks like MNIST's light-on-dark."
-    )
-
-
-class AugmentSpec(_Strict):
-    shift: float = Field(0.0, ge=0, le=0.5, description="Random translation, as a fraction of the size.")
-    zoom: float = Field(0.0, ge=0, le=0.5, description="Random zoom in or out, as a fraction.")
-    crop: float = Field(0.0, ge=0, lt=1, description="Random crops of up to this fraction of each side, resized back.")
-    stretch: float = Field(0.0, ge=0, le=0.5, description="Random change of width alone, as a fraction (narrow or wide shapes).")
-    rotation: float = Field(0.0, ge=0, le=0.5, description="Random rotation, as a fraction of a full turn.")
-    flip: bool = Field(False, description="Random horizontal flips (not for digits or text).")
-    invert: bool = Field(False, description="Randomly invert half the images (ink on paper vs. light on dark).")
-    thicken: float = Field(
-        0.0, ge=0, le=1, description="Fraction of batches whose light strokes are widened by a pixel (pen widths)."
-    )
-    low_resolution: float = Field(
-        0.0, ge=0, lt=1, description="Shrink each batch by up to this fraction and scale it back (blurry, low-res inputs)."
-    )
-
-
-class TrainerSpec(_Strict):
-    module: str = Field("convnet", description=f"Model family in trainer_modules/: one of {', '.join(TRAINER_MODULES)}.")
-    epochs: int = Field(10, ge=1, le=10000)
-    batch_size: int = Field(64, ge=1, le=65536, description="Per-replica batch size.")
-    learning_rate: float = Field(1e-3, gt=0, le=10)
-    early_stopping_patience: int = Field(3, ge=0, description="Epochs without eval-loss improvement before stopping; 0 = off.")
-    steps_per_execution: int = Field(1, ge=1, description="Batches per compiled step (higher = less overhead on TPUs).")
-    cache: bool = Field(True, description="Cache the decoded training set in memory (small data sets).")
-    shuffle_buffer: int = Field(10000, ge=1)
-    distribution: Literal["auto", "default", "mirrored", "tpu"] = Field(
-        "auto", description="auto: TPU if one resolves, MirroredStrategy with >1 GPU, else the default strategy."
-    )
-    mixed_precision: bool = Field(False, description="bfloat16 on TPUs, float16 on GPUs (ignored on CPUs).")
-    tpu: Optional[str] = Field(None, description="TPU name or address for distribution auto/tpu; 'auto' to discover.")
-    augment: AugmentSpec = Field(default_factory=AugmentSpec)
-    hyperparameters: Dict[str, Any] = Field(
-        default_factory=dict, description="Family-specific hyperparameters (see the README per family)."
-    )
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seeds weights, shuffling and augmentation (TensorFlow "
-                      "takes 0 to 2**31 - 1).")
-    warm_start: bool = Field(
-        False, description="Start from the weights of the latest blessed model trained on other data (a new span): "
-        "retraining costs a fraction of a first training. Same family and hyperparameters, or it starts from scratch.",
-    )
-
-    def family_hyperparameters(self) -> BaseModel:
-        """trainer.hyperparameters parsed into the family's own type (trainer_modules/families.py)."""
-        return FAMILIES[self.module].hyperparameters.model_validate(self.hyperparameters)
-
-    @field_validator("module")
-    @classmethod
-    def _known_module(cls, value: str) -> str:
-        if value not in TRAINER_MODULES:
-            raise ValueError(f"unknown trainer module {value!r}; use one of: {', '.join(TRAINER_MODULES)}")
-        return value
-
-    @model_validator(mode="after")
-    def _family_hyperparameters(self) -> "TrainerSpec":
-        # Each family declares its own hyperparameters (trainer_modules/families.py); check them now,
-        # not mid-pipeline, and refuse a field the family would silently drop.
-        family = FAMILIES[self.module]
-        ignored = [name for name in family.ignores if name in self.model_fields_set]
-        if ignored:
-            raise ValueError(f"trainer.module {self.module} does not use trainer.{', trainer.'.join(ignored)}; "
-                             f"fix: remove {'them' if len(ignored) > 1 else 'it'} from the spec "
-                             f"(the {self.module} family: {family.summary})")
-        try:
-            family.hyperparameters.model_validate(self.hyperparameters)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"hyperparameters.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ValueError(f"{problems} (the {self.module} family's fields are in the README)") from None
-        return self
 
 
 class EvaluationSpec(_Strict):

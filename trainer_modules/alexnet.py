@@ -11,7 +11,7 @@ from typing import Tuple
 import keras
 
 from trainer_modules.base import make_run_fn
-from trainer_modules.families import AlexnetHyperparameters as Hyperparameters
+from trainer_modules.config import AlexnetHyperparameters as Hyperparameters
 
 _FILTERS = (96, 256, 384, 384, 256)
 
@@ -49,4 +49,4 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     return keras.Model(inputs, outputs, name="alexnet")
 
 
-run_fn = make_run_fn(build_model, Hyperparameters)
+run_fn = make_run_fn(build_model)

@@ -1,7 +1,7 @@
 """What every trainer module shares: the input pipeline, the training loop and the export.
 
 A family module (convnet.py, ...) only builds its Keras model; its `run_fn`
-is `make_run_fn(build_model, Hyperparameters)`.
+is `make_run_fn(build_model)`; trainer_modules/context.py parses its configuration.
 
 Input: the raw tf.Examples (TFRecord, GZIP) -> parse -> the Transform graph
 (decode, resize, scale) -> cache -> shuffle -> batch (drop_remainder, for TPUs)
@@ -18,18 +18,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Dict, List, Type
+from typing import Callable, Dict, List
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from pydantic import BaseModel
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components.contracts import CLASSIFICATION, TRAINING_HISTORY_FILE, EdgeInfo, TrainingSummary, read_label_names
+from components.contracts import (
+    CLASSIFICATION,
+    TRAINING_HISTORY_FILE,
+    EdgeInfo,
+    ImageSpec,
+    TrainingSummary,
+    read_label_names,
+)
 from components.image_transform import IMAGE_KEY, LABEL_KEY, describe_preprocessing
-from trainer_modules.distribution import choose_strategy
+from trainer_modules.config import AugmentSpec, TrainerSpec
+from trainer_modules.context import TrainingContext
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
 from trainer_modules.warm_start import save_weights, warm_start
 
@@ -55,24 +62,21 @@ def _image_mask(images: tf.Tensor, fraction: float, seed: int) -> tf.Tensor:
     return tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed) < fraction
 
 
-def augmenter(augment: Dict, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | None:
+def augmenter(augment: AugmentSpec, seed: int) -> Callable[[tf.Tensor], tf.Tensor] | None:
     """Random geometric and photometric changes from the spec's trainer.augment."""
     layers = []
-    if augment.get("flip"):
+    if augment.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if augment.get("rotation"):
-        layers.append(keras.layers.RandomRotation(augment["rotation"], fill_mode="constant", seed=seed))
-    if augment.get("zoom"):
-        layers.append(keras.layers.RandomZoom(augment["zoom"], fill_mode="constant", seed=seed))
-    if augment.get("stretch"):
+    if augment.rotation:
+        layers.append(keras.layers.RandomRotation(augment.rotation, fill_mode="constant", seed=seed))
+    if augment.zoom:
+        layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed))
+    if augment.stretch:
         # Narrow and wide writing: widths change, heights do not.
-        layers.append(keras.layers.RandomZoom(0.0, (-augment["stretch"], augment["stretch"]), fill_mode="constant", seed=seed))
-    if augment.get("shift"):
-        layers.append(keras.layers.RandomTranslation(augment["shift"], augment["shift"], fill_mode="constant", seed=seed))
-    invert = augment.get("invert")
-    low_resolution = augment.get("low_resolution", 0.0)
-    thicken = augment.get("thicken", 0.0)
-    crop = augment.get("crop", 0.0)
+        layers.append(keras.layers.RandomZoom(0.0, (-augment.stretch, augment.stretch), fill_mode="constant", seed=seed))
+    if augment.shift:
+        layers.append(keras.layers.RandomTranslation(augment.shift, augment.shift, fill_mode="constant", seed=seed))
+    invert, low_resolution, thicken, crop = augment.invert, augment.low_resolution, augment.thicken, augment.crop
     if not layers and not invert and not low_resolution and not thicken and not crop:
         return None
     geometric = keras.Sequential(layers) if layers else None
@@ -225,16 +229,6 @@ class EpochLogger(keras.callbacks.Callback):
         logging.info("imagepipe epoch %d/%d %s", epoch + 1, self._epochs, metrics)
 
 
-def set_mixed_precision(strategy: tf.distribute.Strategy) -> None:
-    """bfloat16 on TPUs, float16 on GPUs; on CPUs it would only slow training down."""
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    elif tf.config.list_logical_devices("GPU"):
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    else:
-        logging.warning("trainer.mixed_precision is on, but there is no TPU or GPU: training in float32.")
-
-
 @dataclasses.dataclass
 class FineTunePlan:
     """A second training phase, after a family's `fine_tune` unfroze some layers."""
@@ -282,14 +276,14 @@ def kept_epoch(curves: Dict[str, List[float]], monitor: str) -> int:
     return values.index(best) + 1
 
 
-def check_trained(history: keras.callbacks.History, trainer: Dict) -> None:
+def check_trained(history: keras.callbacks.History, trainer: TrainerSpec) -> None:
     """Keras silently trains nothing when a chunk of steps_per_execution
     batches is more than an epoch holds; say so, with the fix."""
     if not history.history:
         raise NothingTrained(
-            f"no training step ran: trainer.steps_per_execution ({trainer['steps_per_execution']}) is more than "
+            f"no training step ran: trainer.steps_per_execution ({trainer.steps_per_execution}) is more than "
             "the batches in one epoch, or the train split is smaller than trainer.batch_size "
-            f"({trainer['batch_size']}); fix: lower steps_per_execution or batch_size in the spec"
+            f"({trainer.batch_size}); fix: lower steps_per_execution or batch_size in the spec"
         )
 
 
@@ -309,43 +303,36 @@ def compile_model(model: keras.Model, learning_rate: float, steps_per_execution:
     )
 
 
-def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[BaseModel],
-          fine_tune: Callable | None = None) -> keras.Model:
-    config = fn_args.custom_config
-    image, trainer = config["image"], config["trainer"]
-    hparams = hyperparameters_class.model_validate(trainer.get("hyperparameters") or {})
+def train(fn_args: FnArgs, build_model: Callable, fine_tune: Callable | None = None) -> keras.Model:
+    context = TrainingContext.from_fn_args(fn_args)
+    trainer, hparams, strategy, global_batch = context.trainer, context.hyperparameters, context.strategy, \
+        context.global_batch
     label_names = read_label_names(examples_uri(fn_args.train_files))
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     tft_layer = tft_output.transform_features_layer()
-    keras.utils.set_random_seed(trainer["seed"])
 
-    strategy = choose_strategy(trainer["distribution"], trainer.get("tpu"))
-    if trainer.get("mixed_precision"):
-        set_mixed_precision(strategy)
-    global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
     train_examples = count_examples(fn_args.train_files)
     steps_per_epoch, warnings = epoch_plan(train_examples, global_batch)
     for warning in warnings:
         logging.warning("imagepipe warning: %s", warning)
-    if trainer["steps_per_execution"] > steps_per_epoch:
-        raise NothingTrained(f"trainer.steps_per_execution ({trainer['steps_per_execution']}) is more than the "
+    if trainer.steps_per_execution > steps_per_epoch:
+        raise NothingTrained(f"trainer.steps_per_execution ({trainer.steps_per_execution}) is more than the "
                              f"{steps_per_epoch} steps of an epoch: Keras would train nothing; fix: lower it")
     train_ds = make_dataset(
-        fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
-        shuffle_buffer=trainer["shuffle_buffer"], augment=augmenter(trainer.get("augment") or {}, trainer["seed"]),
-        seed=trainer["seed"], repeat=True,
+        fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer.cache,
+        shuffle_buffer=trainer.shuffle_buffer, augment=augmenter(trainer.augment, trainer.seed),
+        seed=trainer.seed, repeat=True,
     )
     # Eval batches keep their remainder (every eval image counts) except on
     # TPUs, which need static shapes.
-    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer["cache"],
-                           drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy))
+    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer.cache,
+                           drop_remainder=context.on_tpu)
 
-    input_shape = (image["height"], image["width"], image["channels"])
     with strategy.scope():
-        model = build_model(input_shape, len(label_names), hparams)
-        if trainer.get("warm_start"):
+        model = build_model(context.input_shape, len(label_names), hparams)
+        if trainer.warm_start:
             warm_start(model, fn_args.base_model)
-        compile_model(model, trainer["learning_rate"], trainer["steps_per_execution"])
+        compile_model(model, trainer.learning_rate, trainer.steps_per_execution)
     model.summary(print_fn=logging.info)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
 
@@ -354,24 +341,24 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     monitor = "val_accuracy"
     best_weights = os.path.join(fn_args.model_run_dir, "best.weights.h5")
     callbacks = [
-        EpochLogger(trainer["epochs"]),
+        EpochLogger(trainer.epochs),
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
         keras.callbacks.ModelCheckpoint(best_weights, monitor=monitor, mode="max", save_best_only=True,
                                         save_weights_only=True),
     ]
-    if trainer["early_stopping_patience"]:
+    if trainer.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="max", patience=trainer["early_stopping_patience"],
-            start_from_epoch=min(EARLY_STOPPING_FROM_EPOCH, trainer["epochs"] - 1)))
+            monitor=monitor, mode="max", patience=trainer.early_stopping_patience,
+            start_from_epoch=min(EARLY_STOPPING_FROM_EPOCH, trainer.epochs - 1)))
     fit = dict(validation_data=eval_ds, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
-    history = model.fit(train_ds, epochs=trainer["epochs"], **fit)
+    history = model.fit(train_ds, epochs=trainer.epochs, **fit)
     check_trained(history, trainer)
     curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     plan = fine_tune(model, hparams) if fine_tune else None
     if plan:
         logging.info("imagepipe fine-tuning for %d epochs at learning rate %g", plan.epochs, plan.learning_rate)
         with strategy.scope():
-            compile_model(model, plan.learning_rate, trainer["steps_per_execution"])
+            compile_model(model, plan.learning_rate, trainer.steps_per_execution)
         callbacks[0] = EpochLogger(plan.epochs)
         more = model.fit(train_ds, epochs=plan.epochs, **fit)
         for key, values in more.history.items():
@@ -381,33 +368,34 @@ def train(fn_args: FnArgs, build_model: Callable, hyperparameters_class: Type[Ba
     kept = kept_epoch(curves, monitor)
     if os.path.exists(best_weights):
         model.load_weights(best_weights)
-    because = (f"best eval accuracy {curves[monitor][kept - 1]:.4f}"
-               + (f" (the last epoch had {curves[monitor][-1]:.4f})" if kept != epochs_run else ", the last epoch"))
+    best, last = curves[monitor][kept - 1], curves[monitor][-1]
+    because = f"best eval accuracy {best:.4f}" + (
+        ", the last epoch" if kept == epochs_run else
+        ", first reached there (the last epoch tied it)" if last == best else f" (the last epoch had {last:.4f})")
     logging.info("imagepipe kept epoch %d of %d: %s", kept, epochs_run, because)
     TrainingSummary(kept_epoch=kept, epochs_run=epochs_run, kept_because=because, train_examples=train_examples,
                     steps_per_epoch=steps_per_epoch, batch_size=global_batch, warnings=warnings
                     ).write(fn_args.model_run_dir)
     save_history(curves, fn_args.model_run_dir)
-    export_all(model, fn_args, tft_output, label_names, image)
+    export_all(model, fn_args, tft_output, label_names, context.image)
     return model
 
 
 def export_all(model: keras.Model, fn_args: FnArgs, tft_output: tft.TFTransformOutput, label_names: List[str],
-               image: Dict) -> None:
+               image: ImageSpec) -> None:
     """The serving SavedModel, the Keras weights (a later run may warm-start from them) and the edge export."""
     export_serving_model(model, tft_output, label_names, fn_args.serving_model_dir)
     save_weights(model, fn_args.serving_model_dir)
     export_edge_model(
-        model, (image["height"], image["width"], image["channels"]), ImageEdgeInputs(tft_output),
+        model, (image.height, image.width, image.channels), ImageEdgeInputs(tft_output),
         EdgeInfo(task=CLASSIFICATION, labels=label_names, input_preprocessing=describe_preprocessing(image),
                  output_meaning="class probabilities, in the order of labels"),
         edge_export_dir(fn_args.serving_model_dir),
     )
 
 
-def make_run_fn(build_model: Callable, hyperparameters_class: Type[BaseModel],
-                fine_tune: Callable | None = None) -> Callable[[FnArgs], None]:
+def make_run_fn(build_model: Callable, fine_tune: Callable | None = None) -> Callable[[FnArgs], None]:
     def run_fn(fn_args: FnArgs) -> None:
-        train(fn_args, build_model, hyperparameters_class, fine_tune)
+        train(fn_args, build_model, fine_tune)
 
     return run_fn

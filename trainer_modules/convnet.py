@@ -10,7 +10,7 @@ import keras
 
 from trainer_modules.base import make_run_fn
 from trainer_modules.blocks import conv_unit
-from trainer_modules.families import ConvnetHyperparameters as Hyperparameters
+from trainer_modules.config import ConvnetHyperparameters as Hyperparameters
 
 
 def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:
@@ -29,4 +29,4 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     return keras.Model(inputs, outputs, name="convnet")
 
 
-run_fn = make_run_fn(build_model, Hyperparameters)
+run_fn = make_run_fn(build_model)

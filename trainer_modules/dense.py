@@ -7,7 +7,7 @@ from typing import Tuple
 import keras
 
 from trainer_modules.base import make_run_fn
-from trainer_modules.families import DenseHyperparameters as Hyperparameters
+from trainer_modules.config import DenseHyperparameters as Hyperparameters
 
 
 def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperparameters) -> keras.Model:
@@ -20,4 +20,4 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     return keras.Model(inputs, outputs, name="dense")
 
 
-run_fn = make_run_fn(build_model, Hyperparameters)
+run_fn = make_run_fn(build_model)

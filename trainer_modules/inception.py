@@ -10,7 +10,7 @@ import keras
 
 from trainer_modules.base import make_run_fn
 from trainer_modules.blocks import conv_unit, pool_if_room, softmax_head
-from trainer_modules.families import InceptionHyperparameters as Hyperparameters
+from trainer_modules.config import InceptionHyperparameters as Hyperparameters
 
 
 def inception_module(x, filters: int, batch_norm: bool):
@@ -34,4 +34,4 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     return keras.Model(inputs, outputs, name="inception")
 
 
-run_fn = make_run_fn(build_model, Hyperparameters)
+run_fn = make_run_fn(build_model)

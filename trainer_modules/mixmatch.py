@@ -31,8 +31,9 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components.contracts import read_label_names
 from trainer_modules.base import EpochLogger, examples_uri, export_all, make_dataset, save_history
-from trainer_modules.distribution import choose_strategy
-from trainer_modules.families import MixmatchHyperparameters as Hyperparameters
+from trainer_modules.config import FAMILIES
+from trainer_modules.config import MixmatchHyperparameters as Hyperparameters
+from trainer_modules.context import TrainingContext
 from trainer_modules.warm_start import warm_start
 
 
@@ -198,21 +199,18 @@ class NoUnlabeledImages(ValueError):
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    config = fn_args.custom_config
-    image, trainer = config["image"], config["trainer"]
-    hp = Hyperparameters.model_validate(trainer.get("hyperparameters") or {})
+    context = TrainingContext.from_fn_args(fn_args)
+    trainer, hp, strategy, global_batch = context.trainer, context.hyperparameters, context.strategy, \
+        context.global_batch
     family = importlib.import_module(f"trainer_modules.{hp.backbone}")
-    backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
+    backbone_hp = FAMILIES[hp.backbone].hyperparameters.model_validate(hp.backbone_hyperparameters)
     label_names = read_label_names(examples_uri(fn_args.train_files))
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     tft_layer = tft_output.transform_features_layer()
-    keras.utils.set_random_seed(trainer["seed"])
-    strategy = choose_strategy(trainer["distribution"], trainer.get("tpu"))
-    global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
 
     def batches(labelled: bool) -> tf.data.Dataset:
-        return make_dataset(fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer["cache"],
-                            shuffle_buffer=trainer["shuffle_buffer"], seed=trainer["seed"], labelled=labelled)
+        return make_dataset(fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer.cache,
+                            shuffle_buffer=trainer.shuffle_buffer, seed=trainer.seed, labelled=labelled)
 
     # In file order, uncached and unshuffled: parses only as far as the first batch of unlabelled
     # images (a shuffled, cached probe would fill the shuffle buffer and throw the cache away).
@@ -223,22 +221,21 @@ def run_fn(fn_args: FnArgs) -> None:
             f"{global_batch} is needed); fix: put them in <data root>/<data.unlabeled_dir>/, or set "
             "data.labels_per_class to keep only that many labels per class")
     train = tf.data.Dataset.zip((batches(labelled=True).repeat(), batches(labelled=False).map(lambda x, y: x).repeat()))
-    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer["cache"],
-                           drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy))
+    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer.cache,
+                           drop_remainder=context.on_tpu)
 
-    input_shape = (image["height"], image["width"], image["channels"])
     with strategy.scope():
-        backbone = family.build_model(input_shape, len(label_names), backbone_hp)
-        if trainer.get("warm_start"):
+        backbone = family.build_model(context.input_shape, len(label_names), backbone_hp)
+        if trainer.warm_start:
             warm_start(backbone, fn_args.base_model)
         model = MixMatch(backbone, len(label_names), hp, strategy.num_replicas_in_sync)
-        model.compile(optimizer=optimizer(trainer["learning_rate"], hp), steps_per_execution=trainer["steps_per_execution"])
+        model.compile(optimizer=optimizer(trainer.learning_rate, hp), steps_per_execution=trainer.steps_per_execution)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
-    history = model.fit(train, steps_per_epoch=hp.steps_per_epoch, epochs=trainer["epochs"], validation_data=eval_ds,
-                        callbacks=[EpochLogger(trainer["epochs"]), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
+    history = model.fit(train, steps_per_epoch=hp.steps_per_epoch, epochs=trainer.epochs, validation_data=eval_ds,
+                        callbacks=[EpochLogger(trainer.epochs), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
                         verbose=0)
     # `fit` has put the moving average into the backbone: that is the model evaluated and exported.
     _, ema_accuracy = model.evaluate(eval_ds, verbose=0)
     logging.info("imagepipe mixmatch: eval accuracy of the averaged weights %.4f", ema_accuracy)
     save_history({k: [float(v) for v in vs] for k, vs in history.history.items()}, fn_args.model_run_dir)
-    export_all(backbone, fn_args, tft_output, label_names, image)
+    export_all(backbone, fn_args, tft_output, label_names, context.image)

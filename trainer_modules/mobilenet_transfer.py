@@ -18,7 +18,7 @@ import keras
 
 from trainer_modules.base import FineTunePlan, make_run_fn
 from trainer_modules.blocks import set_batch_norm_momentum
-from trainer_modules.families import MobilenetTransferHyperparameters as Hyperparameters
+from trainer_modules.config import MobilenetTransferHyperparameters as Hyperparameters
 
 BACKBONE_NAME = "mobilenetv2_backbone"
 
@@ -71,4 +71,4 @@ def fine_tune(model: keras.Model, hp: Hyperparameters) -> Optional[FineTunePlan]
     return FineTunePlan(epochs=hp.fine_tune_epochs, learning_rate=hp.fine_tune_learning_rate)
 
 
-run_fn = make_run_fn(build_model, Hyperparameters, fine_tune)
+run_fn = make_run_fn(build_model, fine_tune)

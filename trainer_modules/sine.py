@@ -20,9 +20,10 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components.contracts import REGRESSION, EdgeInfo
 from trainer_modules.base import EpochLogger, check_trained, save_history
-from trainer_modules.distribution import choose_strategy
+from trainer_modules.config import SineHyperparameters as Hyperparameters
+from trainer_modules.config import TrainerSpec
+from trainer_modules.context import TrainingContext
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
-from trainer_modules.families import SineHyperparameters as Hyperparameters
 from trainer_modules.warm_start import save_weights, warm_start
 
 X_KEY, Y_KEY = "x", "y"
@@ -83,22 +84,22 @@ class Fit:
     curves: Dict[str, List[float]]
 
 
-def fit_once(trainer: dict, hp: Hyperparameters, strategy, train_ds, eval_ds, attempt: int, log_dir: str,
+def fit_once(trainer: TrainerSpec, hp: Hyperparameters, strategy, train_ds, eval_ds, attempt: int, log_dir: str,
              base_model: Optional[str] = None):
-    keras.utils.set_random_seed(trainer["seed"] + attempt)
+    keras.utils.set_random_seed(trainer.seed + attempt)
     with strategy.scope():
         model = build_model(hp)
-        if trainer.get("warm_start") and attempt == 0:  # a restart means the start was stuck: begin afresh
+        if trainer.warm_start and attempt == 0:  # a restart means the start was stuck: begin afresh
             warm_start(model, base_model)
-        model.compile(keras.optimizers.Adam(trainer["learning_rate"]), loss="mse",
+        model.compile(keras.optimizers.Adam(trainer.learning_rate), loss="mse",
                       metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-                      steps_per_execution=trainer["steps_per_execution"])
-    callbacks = [EpochLogger(trainer["epochs"], every=max(1, trainer["epochs"] // 10)),
+                      steps_per_execution=trainer.steps_per_execution)
+    callbacks = [EpochLogger(trainer.epochs, every=max(1, trainer.epochs // 10)),
                  keras.callbacks.TensorBoard(log_dir=os.path.join(log_dir, f"attempt-{attempt + 1}"))]
-    if trainer["early_stopping_patience"]:
+    if trainer.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=trainer["early_stopping_patience"], restore_best_weights=True))
-    history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer["epochs"], callbacks=callbacks, verbose=0)
+            monitor="val_loss", patience=trainer.early_stopping_patience, restore_best_weights=True))
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=trainer.epochs, callbacks=callbacks, verbose=0)
     check_trained(history, trainer)
     curves = dict(history.history)  # copied: evaluate() below empties the model's History
     eval_mse = float(model.evaluate(eval_ds, verbose=0, return_dict=True)["loss"])
@@ -120,12 +121,10 @@ def train_with_restarts(fit: Callable[[int], Tuple[keras.Model, float]], hp: Hyp
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    trainer = fn_args.custom_config["trainer"]
-    hp = Hyperparameters.model_validate(trainer.get("hyperparameters") or {})
-    strategy = choose_strategy(trainer["distribution"], trainer.get("tpu"))
-    global_batch = trainer["batch_size"] * strategy.num_replicas_in_sync
-    train_ds = make_dataset(fn_args.train_files, global_batch, training=True, seed=trainer["seed"])
-    eval_ds = make_dataset(fn_args.eval_files, global_batch, training=False, seed=trainer["seed"])
+    context = TrainingContext.from_fn_args(fn_args)
+    trainer, hp, strategy = context.trainer, context.hyperparameters, context.strategy
+    train_ds = make_dataset(fn_args.train_files, context.global_batch, training=True, seed=trainer.seed)
+    eval_ds = make_dataset(fn_args.eval_files, context.global_batch, training=False, seed=trainer.seed)
 
     best, best_mse = train_with_restarts(
         lambda attempt: fit_once(trainer, hp, strategy, train_ds, eval_ds, attempt, fn_args.model_run_dir,

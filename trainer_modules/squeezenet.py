@@ -10,7 +10,7 @@ import keras
 
 from trainer_modules.base import make_run_fn
 from trainer_modules.blocks import pool_if_room, softmax_head
-from trainer_modules.families import SqueezenetHyperparameters as Hyperparameters
+from trainer_modules.config import SqueezenetHyperparameters as Hyperparameters
 
 
 def fire(x, squeeze: int, expand: int):
@@ -30,4 +30,4 @@ def build_model(input_shape: Tuple[int, int, int], num_classes: int, hp: Hyperpa
     return keras.Model(inputs, outputs, name="squeezenet")
 
 
-run_fn = make_run_fn(build_model, Hyperparameters)
+run_fn = make_run_fn(build_model)

@@ -15,6 +15,7 @@ def shown(*messages):
 def test_components_ingest_counts_and_epochs_are_shown_and_the_rest_is_not():
     assert shown(
         "Component ImageExampleGen is running.",
+        "Component ImageExampleGen is running.",  # TFX says it twice; shown once
         "imagepipe ingested 1,000/5,000 files (20%, 500 files/s)",
         "Beam pipeline started with 2 workers",
         "Component Trainer is running.",

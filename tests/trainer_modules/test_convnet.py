@@ -30,12 +30,13 @@ def test_augmentations_keep_shape_and_range_and_change_the_images():
     import tensorflow as tf
 
     from trainer_modules.base import augmenter
+    from trainer_modules.config import AugmentSpec
 
     images = tf.random.stateless_uniform([6, 20, 20, 1], seed=[1, 2])
     for options in [{"crop": 0.3}, {"shift": 0.2, "zoom": 0.2, "stretch": 0.2, "rotation": 0.1},
                     {"thicken": 1.0}, {"low_resolution": 0.7}, {"invert": True, "flip": True}]:
-        out = augmenter(options, seed=3)(images)
+        out = augmenter(AugmentSpec(**options), seed=3)(images)
         assert out.shape == images.shape, options
         assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0, options
         assert float(tf.reduce_max(tf.abs(out - images))) > 0.05, options
-    assert augmenter({}, seed=3) is None
+    assert augmenter(AugmentSpec(), seed=3) is None
