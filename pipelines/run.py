@@ -143,7 +143,7 @@ def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress:
     file_handler = logging.FileHandler(log_path, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root, tf_logger = logging.getLogger(), logging.getLogger("tensorflow")
-    saved = (root.handlers[:], root.level, tf_logger.handlers[:], tf_logger.propagate)
+    saved = (root.handlers[:], root.level, tf_logger.handlers[:], tf_logger.propagate, absl_logging.get_verbosity())
     root.handlers = [file_handler, ProgressHandler(progress)]
     root.setLevel(logging.INFO)
     tf_logger.handlers, tf_logger.propagate = [], True
@@ -151,22 +151,25 @@ def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress:
     logging.captureWarnings(True)
     progress(f"runner: {runner}, log: {shown_path(log_path)}")
     try:
-        dag_runner(runner).run(pipeline)
-    except Exception as exc:
-        raise RunFailed(f"{exc} (full log: {log_path})") from exc
-    finally:
-        root.handlers, root.level, tf_logger.handlers, tf_logger.propagate = saved
-        file_handler.close()
-    store, run = latest_run(loaded.name, Path(layout.metadata_path))
-    summary = summarize_run(store, run, loaded.name)
-    summary.serving_now = serving_now(Path(layout.serving_dir))
-    try:
-        from pipelines.report import write_report
+        try:
+            dag_runner(runner).run(pipeline)
+        except Exception as exc:
+            raise RunFailed(f"{exc} (full log: {log_path})") from exc
+        # Reading the run back logs too (ML Metadata, the report's TFMA): into the file, not the terminal.
+        store, run = latest_run(loaded.name, Path(layout.metadata_path))
+        summary = summarize_run(store, run, loaded.name)
+        summary.serving_now = serving_now(Path(layout.serving_dir))
+        try:
+            from pipelines.report import write_report
 
-        summary.report = str(write_report(loaded, summary, store, run, Path(layout.reports_dir)))
-    except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
-        logging.getLogger(__name__).exception("report failed")
-        progress(f"warning: the run report could not be written: {type(exc).__name__}: {exc}")
+            summary.report = str(write_report(loaded, summary, store, run, Path(layout.reports_dir)))
+        except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
+            logging.getLogger(__name__).exception("report failed")
+            progress(f"warning: the run report could not be written: {type(exc).__name__}: {exc}")
+    finally:
+        root.handlers, root.level, tf_logger.handlers, tf_logger.propagate, verbosity = saved
+        absl_logging.set_verbosity(verbosity)
+        file_handler.close()
     return summary
 
 

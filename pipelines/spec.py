@@ -1,8 +1,11 @@
 """The pipeline spec: one YAML file per pipeline, validated before anything runs.
 
-The pydantic models below are the single source of truth for every field, its
-type, its default and its documentation; `schemas/spec.schema.json` is generated
-from them (`imagepipe schema`), and the README's field table mirrors them.
+The pydantic models below (with the sections they are built from: ImageSpec in
+components/contracts.py, TrainerSpec and the families' hyperparameters in
+trainer_modules/config.py) are the single source of truth for every field, its
+type, its default and its documentation: schemas/spec.schema.json
+(`imagepipe schema`) and the README's field tables (docs/reference.py) are
+generated from them.
 """
 from __future__ import annotations
 
@@ -37,10 +40,10 @@ class _Strict(BaseModel):
 
 class GeneratedDataSpec(_Strict):
     kind: Literal["sine"] = Field(description="sine: (x, sin x + noise) with x uniform in [0, 2 pi], as CSV columns x,y.")
-    samples: int = Field(1000, ge=10, le=10_000_000)
+    samples: int = Field(1000, ge=10, le=10_000_000, description="How many (x, y) rows to write.")
     noise: float = Field(0.1, ge=0, le=1e6, allow_inf_nan=False,
                          description="Standard deviation of the Gaussian noise added to y.")
-    seed: int = Field(1, ge=0, le=2**32 - 1)
+    seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed of the generator: another seed, another data drop.")
 
 
 class LastNSpans(_Strict):
@@ -171,7 +174,7 @@ class KubeflowSpec(_Strict):
 
 class Spec(_Strict):
     pipeline: str = Field(..., description="Pipeline name: lower-case letters, digits, '-' and '_'.")
-    description: str = ""
+    description: str = Field("", description="Free text, for people.")
     output_dir: str = Field("outputs", description="Outputs go to <output_dir>/<pipeline>/.")
     data: DataSpec
     image: Optional[ImageSpec] = Field(None, description="Input images: required for image models.")

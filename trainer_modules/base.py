@@ -7,7 +7,7 @@ Input: the raw tf.Examples (TFRecord, GZIP) -> parse -> the Transform graph
 (decode, resize, scale) -> cache -> shuffle -> batch (drop_remainder, for TPUs)
 -> augment -> prefetch.
 
-Export: a SavedModel with two signatures (CONTRACTS.md):
+Export: a SavedModel with two signatures (docs/contracts.md):
   serving_default(image_bytes: string[None]) -> probabilities, label
   serving_examples(examples: serialized tf.Example[None]) -> probabilities, label
 and, for the EdgePusher, the bare model and its input preprocessing

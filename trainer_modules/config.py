@@ -24,18 +24,19 @@ class _Hyperparameters(BaseModel):
 
 class DenseHyperparameters(_Hyperparameters):
     units: List[int] = Field([500, 50], min_length=1, description="Hidden dense layers.")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="After each hidden layer.")
 
 
 class ConvnetHyperparameters(_Hyperparameters):
     filters: List[int] = Field([32, 64, 128], min_length=1, description="Filters of each block; one 2x2 pooling per block.")
-    convs_per_block: int = Field(2, ge=1, le=4)
-    batch_norm: bool = Field(True, description="Batch-normalise each convolution.")
+    convs_per_block: int = Field(2, ge=1, le=4, description="3x3 convolutions per block.")
+    batch_norm: bool = Field(True, description="Batch-normalise each convolution (momentum 0.9: on a few thousand "
+                                               "images the moving statistics must keep up with fast-moving weights).")
     head: Literal["flatten", "global_average"] = Field(
         "global_average", description="flatten suits small inputs; global_average keeps large inputs cheap."
     )
-    dense_units: int = Field(128, ge=0, description="0 = no hidden dense layer.")
-    dropout: float = Field(0.3, ge=0, lt=1)
+    dense_units: int = Field(128, ge=0, description="Hidden dense layer before the softmax; 0 = none.")
+    dropout: float = Field(0.3, ge=0, lt=1, description="Before the softmax.")
 
 
 class SqueezenetHyperparameters(_Hyperparameters):
@@ -44,14 +45,14 @@ class SqueezenetHyperparameters(_Hyperparameters):
         [[16, 32], [24, 48], [32, 64]], min_length=1,
         description="Fire modules as [squeeze, expand] pairs; 2x2 max-pooling after each.",
     )
-    dropout: float = Field(0.2, ge=0, lt=1)
+    dropout: float = Field(0.2, ge=0, lt=1, description="Before the softmax.")
 
 
 class InceptionHyperparameters(_Hyperparameters):
-    stem_filters: int = Field(32, ge=1)
+    stem_filters: int = Field(32, ge=1, description="Filters of the first 3x3 convolution.")
     modules: List[int] = Field([32, 64, 96], min_length=1,
                                description="Filters of each branch, per module; 2x2 max-pooling after each module.")
-    dropout: float = Field(0.2, ge=0, lt=1)
+    dropout: float = Field(0.2, ge=0, lt=1, description="Before the softmax.")
     batch_norm: bool = Field(True, description="Batch-normalise every convolution (Inception v2 onwards): without it "
                                                "the global-average head learns slowly.")
 
@@ -59,17 +60,21 @@ class InceptionHyperparameters(_Hyperparameters):
 class AlexnetHyperparameters(_Hyperparameters):
     width: float = Field(1.0, gt=0, le=2, description="Multiplier of every layer's width (0.25 for small data).")
     dense_units: int = Field(4096, ge=1, description="Width of the two hidden dense layers, before `width`.")
-    dropout: float = Field(0.5, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1, description="After each hidden dense layer.")
 
 
 class MobilenetTransferHyperparameters(_Hyperparameters):
-    weights: str = Field("imagenet", description="imagenet | none | path to a backbone .weights.h5 file.")
+    weights: str = Field(
+        "imagenet", description="`imagenet` (Keras loads them from ~/.keras/models, downloading them once), `none` "
+        "(random; the whole backbone then trains, with no fine-tuning phase), or the path of a .weights.h5 file saved "
+        "from a backbone of the same alpha and backbone_size.")
     alpha: float = Field(1.0, description="MobileNetV2 width: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.")
-    backbone_size: int = Field(96, ge=32, description="Images are resized to this square size for the backbone.")
-    dropout: float = Field(0.2, ge=0, lt=1)
+    backbone_size: int = Field(96, ge=32, description="Images are resized to this square size for the backbone "
+                               "(ImageNet weights exist for 96, 128, 160, 192, 224).")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Before the softmax.")
     fine_tune_layers: int = Field(0, ge=0, description="Backbone layers (from the top) to unfreeze after the head is trained.")
-    fine_tune_epochs: int = Field(0, ge=0)
-    fine_tune_learning_rate: float = Field(1e-5, gt=0)
+    fine_tune_epochs: int = Field(0, ge=0, description="Epochs of the fine-tuning phase.")
+    fine_tune_learning_rate: float = Field(1e-5, gt=0, description="Learning rate of the fine-tuning phase.")
 
     @field_validator("alpha")
     @classmethod
@@ -154,7 +159,7 @@ class AugmentSpec(_Strict):
     flip: bool = Field(False, description="Random horizontal flips (not for digits or text).")
     invert: bool = Field(False, description="Randomly invert half the images (ink on paper vs. light on dark).")
     thicken: float = Field(
-        0.0, ge=0, le=1, description="Fraction of batches whose light strokes are widened by a pixel (pen widths)."
+        0.0, ge=0, le=1, description="Fraction of images whose light strokes are widened by a pixel (pen widths)."
     )
     low_resolution: float = Field(
         0.0, ge=0, lt=1, description="Shrink each batch by up to this fraction and scale it back (blurry, low-res inputs)."
@@ -163,13 +168,16 @@ class AugmentSpec(_Strict):
 
 class TrainerSpec(_Strict):
     module: str = Field("convnet", description=f"Model family in trainer_modules/: one of {', '.join(TRAINER_MODULES)}.")
-    epochs: int = Field(10, ge=1, le=10000)
+    epochs: int = Field(10, ge=1, le=10000, description="Passes over the train split (at least 20 steps each: a small "
+                        "split is repeated within an epoch).")
     batch_size: int = Field(64, ge=1, le=65536, description="Per-replica batch size.")
-    learning_rate: float = Field(1e-3, gt=0, le=10)
-    early_stopping_patience: int = Field(3, ge=0, description="Epochs without eval-loss improvement before stopping; 0 = off.")
+    learning_rate: float = Field(1e-3, gt=0, le=10, description="Adam's learning rate.")
+    early_stopping_patience: int = Field(
+        3, ge=0, description="Epochs without a better eval accuracy before training stops (counted from epoch 5); "
+        "0 = never stop early. Either way the epoch with the best eval accuracy is the one exported.")
     steps_per_execution: int = Field(1, ge=1, description="Batches per compiled step (higher = less overhead on TPUs).")
     cache: bool = Field(True, description="Cache the decoded training set in memory (small data sets).")
-    shuffle_buffer: int = Field(10000, ge=1)
+    shuffle_buffer: int = Field(10000, ge=1, description="Examples shuffled together in the input pipeline.")
     distribution: Literal["auto", "default", "mirrored", "tpu"] = Field(
         "auto", description="auto: TPU if one resolves, MirroredStrategy with >1 GPU, else the default strategy."
     )

@@ -75,3 +75,18 @@ def test_new_results_record_their_provenance(tmp_path, monkeypatch):
     machine = provenance["machine"]
     assert machine["cpus"] >= 1 and machine["memory_gib"] > 0 and machine["python"].startswith("3.10")
     assert machine["packages"]["tensorflow"] == "2.16.2" and machine["packages"]["tfx"] == "1.16.0"
+
+
+def test_the_readme_field_tables_are_generated_from_the_spec_model():
+    reference = bench_module_at(REPO / "docs" / "reference.py")
+    assert reference.stale() == [], "run `python docs/reference.py` instead of editing the field tables by hand"
+    assert "`trainer.augment.thicken`" in reference.tables()["spec"]
+
+
+def bench_module_at(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
