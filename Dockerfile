@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
-# The project lives here; pipelines/kubeflow.py (IMAGE_PROJECT_DIR) points the schema file at it.
+# The project lives here; imagepipe/kubeflow.py (IMAGE_PROJECT_DIR) points the schema file at it.
 WORKDIR /opt/imagepipe
 
 # The lock alone decides: hashes checked, no resolver, no extra index.
@@ -18,6 +18,7 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
 # The trainer modules, preprocessing function and components the tasks import.
 COPY pyproject.toml README.md ./
+COPY imagepipe ./imagepipe
 COPY pipelines ./pipelines
 COPY components ./components
 COPY trainer_modules ./trainer_modules

@@ -52,7 +52,7 @@ def main() -> None:
         spec["output_dir"] = str(work / "outputs")
         path = work / "sine.yaml"
         path.write_text(yaml.safe_dump(spec))
-        result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(path), "--json"],
+        result = subprocess.run([sys.executable, "-m", "imagepipe.cli", "run", str(path), "--json"],
                                 cwd=REPO, capture_output=True, text=True)
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         if result.returncode != 0:

@@ -63,7 +63,7 @@ def main(only: list[str] | None = None) -> None:
     """`only`: spec file names to re-run; their rows replace the old ones in families.json."""
     data_root = REPO / "data" / "digits"
     if not data_root.is_dir():
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "digits", "--out", str(data_root)], check=True)
+        subprocess.run([sys.executable, "-m", "imagepipe.cli", "data", "digits", "--out", str(data_root)], check=True)
     work = Path(tempfile.mkdtemp(prefix="imagepipe-families-"))
     rows = []
     try:
@@ -77,7 +77,7 @@ def main(only: list[str] | None = None) -> None:
             path = work / name
             path.write_text(yaml.safe_dump(spec))
             print(f"== {name}", flush=True)
-            result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(path), "--json"],
+            result = subprocess.run([sys.executable, "-m", "imagepipe.cli", "run", str(path), "--json"],
                                     cwd=REPO, capture_output=True, text=True)
             if result.returncode not in (0, 3):
                 print(result.stderr[-2000:], flush=True)

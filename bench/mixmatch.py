@@ -38,7 +38,7 @@ from measure import write_result  # noqa: E402
 from components.image_example_gen.component import ImageExampleGen  # noqa: E402
 from components.image_example_gen.executor import labels_to_drop, split_of  # noqa: E402
 from components.image_transform import decode_image  # noqa: E402
-from pipelines.spec import load_spec  # noqa: E402
+from imagepipe.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from components.versions import existing_versions
-from pipelines.spec import load_spec
+from imagepipe.spec import load_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import write_result  # noqa: E402

@@ -89,10 +89,10 @@ def main(repeats: str = "3", epochs: str | None = None) -> dict:
     repeats, epochs = int(repeats), int(epochs) if epochs else None
     data_root = REPO / "data" / "digits"
     if not data_root.is_dir():
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "digits", "--out", str(data_root)], check=True)
+        subprocess.run([sys.executable, "-m", "imagepipe.cli", "data", "digits", "--out", str(data_root)], check=True)
     images = sum(1 for p in data_root.glob("*/*") if p.is_file())
     work = Path(tempfile.mkdtemp(prefix="imagepipe-overhead-"))
-    cli = [sys.executable, "-m", "pipelines.cli", "run"]
+    cli = [sys.executable, "-m", "imagepipe.cli", "run"]
     plain, first, cached = [], [], []
     try:
         for repeat in range(repeats):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pipelines.spec import load_spec  # noqa: E402
+from imagepipe.spec import load_spec  # noqa: E402
 from trainer_modules.base import augmenter, compile_model  # noqa: E402
 
 

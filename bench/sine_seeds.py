@@ -21,7 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines.datasets import write_sine  # noqa: E402
+from imagepipe.datasets import write_sine  # noqa: E402
 from trainer_modules import sine  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -1,6 +1,6 @@
 """Rewrites the results tables in bench/README.md and README.md from bench/results/*.json (run last by
 `make bench`; `--check` only compares). Every number in those tables comes from a results file, named in
-the table; tests/pipelines/test_readme.py fails when a table and its files disagree."""
+the table; tests/imagepipe/test_readme.py fails when a table and its files disagree."""
 from __future__ import annotations
 
 import json

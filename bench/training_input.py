@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 
 from components.contracts import read_label_names  # noqa: E402
 from components.image_transform import decode_image  # noqa: E402
-from pipelines.spec import load_spec  # noqa: E402
+from imagepipe.spec import load_spec  # noqa: E402
 from trainer_modules.base import augmenter, compile_model, make_dataset  # noqa: E402
 
 

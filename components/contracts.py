@@ -106,7 +106,7 @@ def edge_export_dir(model_dir: str) -> str:
 
 # --- the spec's `image` section: what the Transform graph makes of every image -------------------
 class ImageSpec(BaseModel):
-    """pipelines/spec.py validates it; TFX carries it to the Transform and the Trainer as JSON
+    """imagepipe/spec.py validates it; TFX carries it to the Transform and the Trainer as JSON
     (custom_config), where it is parsed back into this type."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -1,8 +1,8 @@
-"""The README's field tables, generated from the spec model (pipelines/spec.py, trainer_modules/config.py,
+"""The README's field tables, generated from the spec model (imagepipe/spec.py, trainer_modules/config.py,
 components/contracts.py): the model is the one source of truth, as it is for schemas/spec.schema.json.
 
     .venv/bin/python docs/reference.py           rewrite the README's tables
-    .venv/bin/python docs/reference.py --check   exit 1 if any is stale (tests/pipelines/test_readme.py runs it)
+    .venv/bin/python docs/reference.py --check   exit 1 if any is stale (tests/imagepipe/test_readme.py runs it)
 
 Each table stands between `<!-- reference: NAME -->` and `<!-- end of reference -->`:
 `spec` (every spec field) and `hyperparameters-<family>` (each family's own fields).
@@ -21,7 +21,7 @@ from pydantic_core import PydanticUndefined
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines.spec import Spec  # noqa: E402
+from imagepipe.spec import Spec  # noqa: E402
 from trainer_modules.config import FAMILIES  # noqa: E402
 
 README = REPO / "README.md"

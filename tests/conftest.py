@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def imagepipe(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """The real CLI in a child process, from the checkout, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imagepipe.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -1,7 +1,7 @@
 """The trainer's configuration: the spec's `trainer` section (TrainerSpec, AugmentSpec) and the model
 families, each with what it predicts, its hyperparameters and the trainer fields it does not use.
 
-No TensorFlow here: the spec (pipelines/spec.py) is built from these types, so `imagepipe validate`
+No TensorFlow here: the spec (imagepipe/spec.py) is built from these types, so `imagepipe validate`
 answers without loading TensorFlow; TFX carries the section to the Trainer as JSON, and the Trainer
 parses it back into TrainerSpec (trainer_modules/context.py).
 

@@ -1,7 +1,7 @@
 """What every `run_fn` starts from: the spec's sections parsed back into the spec's own types, the
 family's hyperparameters, the seed set, the distribution strategy chosen.
 
-TFX hands a Trainer its configuration as JSON (`custom_config`, written by pipelines/pipeline.py);
+TFX hands a Trainer its configuration as JSON (`custom_config`, written by imagepipe/pipeline.py);
 this is the one place it is read.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ TRAINER_KEY, IMAGE_KEY, CODE_KEY = "trainer", "image", "code"
 
 
 def trainer_custom_config(trainer: TrainerSpec, image: Optional[ImageSpec], code: str) -> dict:
-    """What pipelines/pipeline.py gives the Trainer: the sections as the user wrote them (fields left unset
+    """What imagepipe/pipeline.py gives the Trainer: the sections as the user wrote them (fields left unset
     stay unset, so that parsing them back applies the same defaults and the same checks)."""
     return {TRAINER_KEY: trainer.model_dump(exclude_unset=True),
             IMAGE_KEY: image.model_dump() if image else None, CODE_KEY: code}

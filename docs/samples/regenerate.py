@@ -7,7 +7,7 @@ Each sample is what a command printed, run from a scratch copy of the project
 do. It is written to docs/samples/<name>.txt, with <name>.json beside it
 recording the command, the commit and the date; then every
 `<!-- sample: <name> -->` ... `<!-- end of sample -->` block of the README is
-replaced by the file. tests/pipelines/test_readme.py fails when a README block differs
+replaced by the file. tests/imagepipe/test_readme.py fails when a README block differs
 from its file, and the end-to-end tests fail when the command's output no
 longer has the sample's shape. Nothing here is typed by hand.
 

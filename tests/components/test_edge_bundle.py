@@ -119,7 +119,7 @@ def test_convert_for_micro_gives_float_and_full_integer_models(small_model_dir):
 
 
 def test_a_refusal_without_numbers_is_described():
-    from pipelines.describe import describe_edge
+    from imagepipe.describe import describe_edge
 
     text = describe_edge({"metric": "accuracy", "error": "no full-integer model: x", "checks": {}, "pushed": False})
     assert text == "edge: not pushed: no full-integer model: x"

@@ -5,7 +5,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components import serving_rollout
-from pipelines.cli import main
+from imagepipe.cli import main
 
 
 def push(serving_dir, version):

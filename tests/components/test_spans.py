@@ -6,7 +6,7 @@ from tfx.utils import proto_utils
 
 from components.image_example_gen import spans
 from components.image_example_gen.folders import ImageFolderError, scan_span_folders
-from pipelines.pipeline import split_input_pattern
+from imagepipe.pipeline import split_input_pattern
 from tests.conftest import encode, gradient
 
 

@@ -22,8 +22,8 @@ import tensorflow as tf
 import yaml
 from PIL import Image
 
-from pipelines import results
-from pipelines.datasets import write_digits
+from imagepipe import results
+from imagepipe.datasets import write_digits
 from tests.conftest import REPO, imagepipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]

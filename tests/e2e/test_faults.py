@@ -13,14 +13,14 @@ import time
 import pytest
 import yaml
 
-from pipelines import results
+from imagepipe import results
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def start(spec_path):
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(spec_path)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "imagepipe.cli", "run", str(spec_path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -68,7 +68,7 @@ def test_killed_runs_leave_no_half_written_version_and_the_rerun_completes(tmp_p
     assert visible_versions(edge_base) == []
     assert_complete(serving_base, edge_base)
 
-    rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(spec_path), "--json"], cwd=REPO,
+    rerun = subprocess.run([sys.executable, "-m", "imagepipe.cli", "run", str(spec_path), "--json"], cwd=REPO,
                            capture_output=True, text=True, timeout=900)
     assert rerun.returncode == results.EXIT_PUSHED, rerun.stderr[-3000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
@@ -86,7 +86,7 @@ def test_a_component_that_kills_its_process_still_ends_the_run_with_the_failure_
     `imagepipe run` reports which component died and posts the webhook (the JSON summary)."""
     import psutil
 
-    from tests.pipelines.test_notify import local_webhook
+    from tests.imagepipe.test_notify import local_webhook
 
     spec = yaml.safe_load((REPO / "pipelines" / "sine.yaml").read_text())
     spec["output_dir"] = str(tmp_path / "outputs")
@@ -95,7 +95,7 @@ def test_a_component_that_kills_its_process_still_ends_the_run_with_the_failure_
     with local_webhook() as (url, received):
         spec["notify"] = {"webhook": url}
         spec_path.write_text(yaml.safe_dump(spec))
-        cli = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(spec_path)], cwd=REPO,
+        cli = subprocess.Popen([sys.executable, "-m", "imagepipe.cli", "run", str(spec_path)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 600
         for line in cli.stderr:
@@ -110,6 +110,6 @@ def test_a_component_that_kills_its_process_still_ends_the_run_with_the_failure_
     [outcome] = received
     assert outcome["status"] == "failed" and outcome["failed"] == ["Trainer"]
     assert "the run's process died in Trainer (signal 9 (SIGKILL)); full log: " in outcome["error"]
-    history = subprocess.run([sys.executable, "-m", "pipelines.cli", "runs", str(spec_path), "--json"], cwd=REPO,
+    history = subprocess.run([sys.executable, "-m", "imagepipe.cli", "runs", str(spec_path), "--json"], cwd=REPO,
                              capture_output=True, text=True, timeout=300)
     assert json.loads(history.stdout.strip().splitlines()[-1])["status"] == "incomplete"  # not "not_blessed"

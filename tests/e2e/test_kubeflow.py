@@ -1,18 +1,18 @@
 """Kubeflow Pipelines v2, end to end: each compiled task's container command runs on this machine in
-dependency order (pipelines/kubeflow_local.py), twice: the second run's resolvers must find the first
+dependency order (imagepipe/kubeflow_local.py), twice: the second run's resolvers must find the first
 run's blessed model, as KFP's would."""
 import json
 
 import pytest
 import yaml
 
-from pipelines.datasets import write_digits
-from pipelines.kubeflow_local import ARTIFACT_LOG, ArtifactLog
+from imagepipe.datasets import write_digits
+from imagepipe.kubeflow_local import ARTIFACT_LOG, ArtifactLog
 from tests.conftest import REPO, imagepipe
-from tests.pipelines.test_kubeflow import kubeflow_spec
+from tests.imagepipe.test_kubeflow import kubeflow_spec
 
 # Slow (about 4 minutes: two whole runs task by task): `make test-all`. CI compiles every shipped spec
-# (tests/pipelines/test_kubeflow.py) but does not run the compiled tasks.
+# (tests/imagepipe/test_kubeflow.py) but does not run the compiled tasks.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 

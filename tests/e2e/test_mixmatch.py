@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from pipelines import results
-from pipelines.datasets import write_digits
+from imagepipe import results
+from imagepipe.datasets import write_digits
 from tests.conftest import REPO, imagepipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from components import serving_rollout
-from pipelines import results
-from pipelines.datasets import write_digits
+from imagepipe import results
+from imagepipe.datasets import write_digits
 from tests.conftest import REPO, imagepipe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]

@@ -19,9 +19,9 @@ import yaml
 
 from components.edge_pusher import tflite_tools
 from components.edge_pusher.verify import BundleMismatch, verify_bundle
-from pipelines import results
+from imagepipe import results
 from tests.conftest import REPO, imagepipe
-from tests.pipelines.test_notify import local_webhook
+from tests.imagepipe.test_notify import local_webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 BOOK_MODEL_BYTES = 2488  # the TinyML book's quantized hello-world model

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines.spec import TRAINER_MODULES, module_task
+from imagepipe.spec import TRAINER_MODULES, module_task
 
 # A family builds a Keras model; mixmatch is a way of training one of them (tests/test_mixmatch.py).
 IMAGE_FAMILIES = [name for name in TRAINER_MODULES

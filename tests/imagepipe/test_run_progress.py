@@ -1,7 +1,7 @@
 """What `imagepipe run` shows while it works, made from TFX's and our components' log lines."""
 import logging
 
-from pipelines.run import ProgressHandler
+from imagepipe.run import ProgressHandler
 
 
 def shown(*messages):

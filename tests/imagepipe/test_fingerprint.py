@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.pipeline import project_imports, source_fingerprint, trainer_code_modules
-from pipelines.spec import Spec
+from imagepipe.pipeline import project_imports, source_fingerprint, trainer_code_modules
+from imagepipe.spec import Spec
 from tests.conftest import REPO
 
 
@@ -36,5 +36,5 @@ def test_editing_any_module_the_trainer_imports_changes_its_cache_key(spec_name)
 
 def test_a_module_the_trainer_does_not_import_leaves_its_cache_key_alone():
     modules = trainer_code_modules(spec_of("digits.yaml"))
-    assert "pipelines.cli" not in project_imports(*modules)
+    assert "imagepipe.cli" not in project_imports(*modules)
     assert "trainer_modules.sine" not in project_imports(*modules)

@@ -31,7 +31,7 @@ def test_the_validation_sample_is_what_validate_prints_now(tmp_path):
     spec = (REPO / "pipelines" / "digits.yaml").read_text()
     (tmp_path / "pipelines" / "digits.yaml").write_text(re.sub(r"min_accuracy: [0-9.]+", "min_accuracy: 1.5", spec))
     (tmp_path / "data" / "digits" / "0").mkdir(parents=True)
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate", "pipelines/digits.yaml"],
+    result = subprocess.run([sys.executable, "-m", "imagepipe.cli", "validate", "pipelines/digits.yaml"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr == sample("validate")

@@ -26,13 +26,13 @@ from components.example_validator import StrictExampleValidator
 from components.image_example_gen import ImageExampleGen
 from components.image_transform import LABEL_KEY
 from components.serving_pusher import ServingPusher
-from pipelines.spec import SPAN_TOKEN, Spec, span_count
+from imagepipe.spec import SPAN_TOKEN, Spec, span_count
 from trainer_modules.context import trainer_custom_config
 
 PREPROCESSING_FN = "components.image_transform.preprocessing_fn"
 
 
-PROJECT_PACKAGES = ("components", "trainer_modules", "pipelines")
+PROJECT_PACKAGES = ("components", "trainer_modules", "imagepipe")
 
 
 def _module_file(name: str) -> Optional[Path]:

@@ -1,5 +1,5 @@
 """Runs a spec's pipeline: the lock, the runner, progress on the terminal, the full log in a file;
-then the summary read back from ML Metadata (pipelines/results.py) and the report (pipelines/report.py)."""
+then the summary read back from ML Metadata (imagepipe/results.py) and the report (imagepipe/report.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from components.contracts import RUN_LOCK_FILE, OutputLayout
-from pipelines.describe import shown_path
-from pipelines.results import RunSummary, latest_run, serving_now, summarize_run
-from pipelines.spec import LoadedSpec
+from imagepipe.describe import shown_path
+from imagepipe.results import RunSummary, latest_run, serving_now, summarize_run
+from imagepipe.spec import LoadedSpec
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -120,11 +120,11 @@ def run_pipeline(loaded: LoadedSpec, progress: Callable[[str], None] = print, ru
 def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress: Callable[[str], None]) -> RunSummary:
     from absl import logging as absl_logging
 
-    from pipelines.pipeline import create_pipeline
+    from imagepipe.pipeline import create_pipeline
 
     generated = loaded.spec.data.generate
     if generated:
-        from pipelines.datasets import DATASETS
+        from imagepipe.datasets import DATASETS
 
         DATASETS[generated.kind](loaded.data_root, generated.samples, generated.noise, generated.seed)
     pipeline = create_pipeline(
@@ -160,7 +160,7 @@ def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress:
         summary = summarize_run(store, run, loaded.name)
         summary.serving_now = serving_now(Path(layout.serving_dir))
         try:
-            from pipelines.report import write_report
+            from imagepipe.report import write_report
 
             summary.report = str(write_report(loaded, summary, store, run, Path(layout.reports_dir)))
         except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
@@ -186,7 +186,7 @@ def run_in_child(spec_path: str, runner: Optional[str], show_progress: bool, out
     and the webhook, naming the component."""
     from rich.console import Console
 
-    from pipelines.spec import load_spec
+    from imagepipe.spec import load_spec
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     progress = console.print if show_progress else (lambda message: None)

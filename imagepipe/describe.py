@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Dict
 
-from pipelines.results import RunSummary
+from imagepipe.results import RunSummary
 
 
 def shown_path(path) -> str:

@@ -9,9 +9,9 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipelines.kubeflow import IMAGE_PROJECT_DIR, compile_kubeflow
-from pipelines.kubeflow_local import ARTIFACT_LOG, ArtifactLog, task_order
-from pipelines.spec import SpecError, load_spec
+from imagepipe.kubeflow import IMAGE_PROJECT_DIR, compile_kubeflow
+from imagepipe.kubeflow_local import ARTIFACT_LOG, ArtifactLog, task_order
+from imagepipe.spec import SpecError, load_spec
 from tests.conftest import REPO
 
 IMAGE = "registry.example.com/ml/imagepipe:test"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional
 
-from pipelines.spec import LoadedSpec
+from imagepipe.spec import LoadedSpec
 
 # One cron field: *, a number or name, ranges, steps and lists of those.
 _ATOM = r"(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from kfp_server_api import ApiClient
 
-from pipelines import schedule
-from pipelines.spec import load_spec
+from imagepipe import schedule
+from imagepipe.spec import load_spec
 from tests.conftest import REPO
 
 

@@ -5,9 +5,9 @@ import sys
 
 import yaml
 
-from pipelines import results
-from pipelines import run as runs
-from pipelines.spec import load_spec
+from imagepipe import results
+from imagepipe import run as runs
+from imagepipe.spec import load_spec
 from tests.conftest import REPO, encode, gradient
 
 
@@ -24,12 +24,12 @@ def test_a_second_run_of_the_same_pipeline_is_refused_while_one_holds_the_lock(t
 
     # The first "run": another process holding the lock, as a running pipeline does.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from pipelines.run import run_lock\n"
+        "import sys, time; from pathlib import Path; from imagepipe.run import run_lock\n"
         f"with run_lock(Path({str(output_dir)!r})):\n    print('locked', flush=True); time.sleep(60)")],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        second = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(spec_path), "--json"],
+        second = subprocess.run([sys.executable, "-m", "imagepipe.cli", "run", str(spec_path), "--json"],
                                 cwd=REPO, capture_output=True, text=True, timeout=300)
     finally:
         holder.kill()

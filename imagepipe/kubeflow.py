@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Dict
 
 from components.contracts import OutputLayout
-from pipelines.run import SCHEMAS, beam_pipeline_args, schema_file
-from pipelines.spec import LoadedSpec, SpecError
+from imagepipe.run import SCHEMAS, beam_pipeline_args, schema_file
+from imagepipe.spec import LoadedSpec, SpecError
 
 # Where the Dockerfile puts the project (its WORKDIR); a test checks they agree.
 IMAGE_PROJECT_DIR = "/opt/imagepipe"
@@ -38,7 +38,7 @@ def compile_kubeflow(loaded: LoadedSpec, output_file: Path) -> Dict:
     """Writes the PipelineJob JSON to `output_file` and returns it."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from pipelines.pipeline import create_pipeline
+    from imagepipe.pipeline import create_pipeline
 
     if loaded.spec.kubeflow is None:
         raise SpecError(
