@@ -21,7 +21,7 @@ import tensorflow as tf
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from components.versions import existing_versions
+from components.serving_pusher import store
 from imagepipe.spec import load_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +43,7 @@ def main(spec_path: str = "pipelines/digits.yaml", model_dir: str | None = None)
     if model_dir is None:
         loaded = load_spec(REPO / spec_path, check_paths=False)
         base = Path(loaded.layout.serving_base_dir)
-        versions = existing_versions(str(base))
+        versions = store(str(base)).versions()
         if not versions:
             raise SystemExit(f"no pushed model under {base}; run `make run` first")
         model_dir = str(base / str(versions[-1]))

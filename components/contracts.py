@@ -42,6 +42,9 @@ EDGE_EXPORT_INFO = "edge.json"           # EdgeInfo below
 TRAINING_HISTORY_FILE = "history.json"   # in model_run: per-epoch metrics of the kept model
 TRAINING_SUMMARY_FILE = "training_summary.json"  # in model_run: TrainingSummary below
 
+# --- the serving store: our record of a push, inside each version (written last) ---------------
+SERVING_PUSH_RECORD = "assets.extra/imagepipe_push.json"  # model_uri, model_artifact_id, version, pushed_at
+
 # --- what the EdgePusher leaves in its PushedModel artifact ------------------------------------
 EDGE_REPORT_FILE = "edge_report.json"
 

@@ -1,52 +1,46 @@
-"""Pushes a blessed model to a TF Serving model directory, atomically.
+"""Pushes a blessed model to a TF Serving model directory, whole or not at all.
 
-<base>/<version>/ with integer versions that only grow (max existing + 1), so
-TF Serving's "latest version" policy picks it up. The copy is assembled in a
-hidden temporary folder (TF Serving ignores names that are not integers), with
-saved_model.pb copied last, then renamed into place: a server never sees half a
-model. A model that was pushed before is not pushed again. A new version
-becomes the `canary` of serving/models.config (components/serving_rollout.py).
+<base>/<version>/ with integer versions that only grow (components/versioned_store.py): the copy
+is assembled in a hidden staging folder (TF Serving ignores names that are not integers), with
+saved_model.pb and then our push record (assets.extra/imagepipe_push.json) written last, and
+renamed into place: a server never sees half a model. A model that was pushed before is not pushed
+again. A new version becomes the `canary` of serving/models.config (components/serving_rollout.py);
+a re-run of a push that stopped before that step completes it.
 """
-import json
 import os
+import shutil
 import time
 from pathlib import Path
-from typing import Optional
 
 from absl import logging
 from tfx.components import Pusher
 from tfx.components.pusher import executor as tfx_executor
 from tfx.dsl.components.base import executor_spec
-from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import serving_rollout
-from components.versions import existing_versions
+from components.contracts import SERVING_PUSH_RECORD
+from components.versioned_store import VersionedStore
 
-PUSH_INFO = os.path.join("assets.extra", "imagepipe_push.json")
-
-
-def find_pushed_version(base_directory: str, model_uri: str) -> Optional[int]:
-    for version in existing_versions(base_directory):
-        info_path = os.path.join(base_directory, str(version), PUSH_INFO)
-        if fileio.exists(info_path):
-            with fileio.open(info_path) as f:
-                if json.loads(f.read()).get("model_uri") == model_uri:
-                    return version
-    return None
+PUSH_INFO = SERVING_PUSH_RECORD
+MARKER = "saved_model.pb"  # what TF Serving waits for
 
 
-def copy_saved_model_atomically(model_path: str, destination: str, push_info: dict) -> None:
-    parent, name = os.path.split(destination.rstrip("/"))
-    staging = os.path.join(parent, f".partial-{name}-{os.getpid()}")
-    if fileio.exists(staging):
-        fileio.rmtree(staging)
-    io_utils.copy_dir(model_path, staging, deny_regex_patterns=[r"saved_model\.pb"])
-    io_utils.write_string_file(os.path.join(staging, PUSH_INFO), json.dumps(push_info, indent=2))
-    io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(staging, "saved_model.pb"))
-    fileio.rename(staging, destination)
+def store(base_directory: str) -> VersionedStore:
+    return VersionedStore(base_directory, record_name=PUSH_INFO)
+
+
+def copy_saved_model(model_path: str, base_directory: str, version: int, push_info: dict) -> str:
+    """Publishes the SavedModel at `model_path` as `version`, whole (see the module docstring)."""
+    def write(staging: str) -> None:
+        io_utils.copy_dir(model_path, staging, deny_regex_patterns=[r"saved_model\.pb"])
+        os.makedirs(os.path.join(staging, ".last"), exist_ok=True)
+        shutil.copyfile(os.path.join(model_path, MARKER), os.path.join(staging, ".last", MARKER))
+        os.makedirs(os.path.join(staging, os.path.dirname(PUSH_INFO)), exist_ok=True)
+
+    return store(base_directory).publish(version, write, push_info, last=MARKER)
 
 
 class Executor(tfx_executor.Executor):
@@ -61,9 +55,8 @@ class Executor(tfx_executor.Executor):
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
-        fileio.makedirs(base)
-
-        version = find_pushed_version(base, model.uri)
+        versions = store(base)
+        version = versions.find("model_uri", model.uri)
         if version is not None:
             logging.info("Model %s is already version %d; not pushed again.", model.uri, version)
             model_push.set_int_custom_property("already_pushed", 1)
@@ -71,14 +64,10 @@ class Executor(tfx_executor.Executor):
             rollout = serving_rollout.record_push(Path(base).parent, os.path.basename(base.rstrip("/")), version)
             logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
         else:
-            versions = existing_versions(base)
-            version = (versions[-1] + 1) if versions else 1
-            copy_saved_model_atomically(
-                model_path,
-                os.path.join(base, str(version)),
-                {"model_uri": model.uri, "model_artifact_id": model.id, "version": version,
-                 "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-            )
+            version = versions.next_version()
+            copy_saved_model(model_path, base, version,
+                             {"model_uri": model.uri, "model_artifact_id": model.id, "version": version,
+                              "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             logging.info("Model pushed to %s/%d.", base, version)
             rollout = serving_rollout.record_push(Path(base).parent, os.path.basename(base.rstrip("/")), version)
             logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -28,7 +27,8 @@ from typing import List, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.versions import existing_versions
+from components.contracts import SERVING_PUSH_RECORD
+from components.versioned_store import VersionedStore, write_atomically
 
 CONFIG_NAME = "models.config"
 LOCK_NAME = ".models.config.lock"
@@ -55,8 +55,8 @@ def config_path(serving_dir: Path) -> Path:
 
 
 def pushed_versions(base_path: Path) -> List[int]:
-    """Whole versions only: a version directory counts once its saved_model.pb is there."""
-    return [v for v in existing_versions(str(base_path)) if (base_path / str(v) / "saved_model.pb").is_file()]
+    """Whole versions only: a version counts once its push record is there (written after saved_model.pb)."""
+    return VersionedStore(str(base_path), record_name=SERVING_PUSH_RECORD).versions()
 
 
 def to_proto(rollout: Rollout) -> model_server_config_pb2.ModelServerConfig:
@@ -111,10 +111,8 @@ def read(serving_dir: Path) -> Optional[Rollout]:
 def write(serving_dir: Path, rollout: Rollout) -> Path:
     path = config_path(serving_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{CONFIG_NAME}.{os.getpid()}")
     try:
-        temporary.write_text(text_format.MessageToString(to_proto(rollout)))
-        os.replace(temporary, path)
+        write_atomically(str(path), text_format.MessageToString(to_proto(rollout)))
     except OSError as exc:
         raise RolloutError(f"{path}: cannot be written ({exc.strerror}); fix: check the output directory's "
                            "permissions and free space") from None

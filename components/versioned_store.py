@@ -130,6 +130,8 @@ class VersionedStore:
                                         if relative.startswith(".last") else relative.replace(os.sep, "/"))
                 fileio.makedirs(posixpath.dirname(target))
                 fileio.copy(os.path.join(local, relative), target, overwrite=True)
-        with fileio.open(posixpath.join(destination, self.record_name), "w") as f:
+        record_path = posixpath.join(destination, self.record_name)
+        fileio.makedirs(posixpath.dirname(record_path))
+        with fileio.open(record_path, "w") as f:
             f.write(json.dumps(record, indent=2))
         return destination

@@ -247,7 +247,9 @@ def edge_verify(bundle_dir: Path) -> None:
         console.print(f"[red]bundle does not verify:[/red] {exc}", highlight=False)
         sys.exit(results.EXIT_FAILED)
     click.echo(f"{bundle_dir}: verified ({manifest['files']['model_int8.tflite']['bytes']} bytes int8, "
-               f"arena {manifest['arena_bytes']} bytes, {len(manifest['ops'])} op(s), golden outputs bit-exact)")
+               f"{len(manifest['ops'])} op(s), golden outputs bit-exact in TFLite Micro and TFLite's reference "
+               f"kernels, arena {manifest['arena_bytes']} bytes: the minimum for the tflite-micro Python wrapper "
+               "on this host, an upper bound for a device)")
 
 
 @main.command("compile")

@@ -63,5 +63,6 @@ def describe_edge(edge: Dict) -> str:
                f"vs float {edge[f'float_{metric}']:.4f}")
     if edge["pushed"]:
         return f"edge: version {edge['version']} at {shown_path(edge['destination'])}: {numbers}"
-    failed = ", ".join(name.replace("_", " ") for name, ok in edge["checks"].items() if not ok)
-    return f"edge: not pushed ({failed}): {numbers}"
+    reasons = edge.get("refused_because") or [name.replace("_", " ") for name, ok in edge["checks"].items() if not ok]
+    hint = f"; what would fit: {edge['what_would_fit']}" if edge.get("what_would_fit") else ""
+    return f"edge: not pushed: {'; '.join(reasons)}{hint} ({numbers})"

@@ -7,16 +7,13 @@ replaced last. Versions are never overwritten.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Dict, List
 
 import jinja2
 
-from components.versions import existing_versions
+from components.versioned_store import VersionedStore, write_atomically
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -64,44 +61,35 @@ def render_sources(pipeline: str, version: int, model_int8: bytes, op_names: Lis
     }
 
 
+def store(base: Path) -> VersionedStore:
+    return VersionedStore(str(base), record_name=MANIFEST)
+
+
 def find_version_of(base: Path, model_artifact_id: int) -> int | None:
-    for version in existing_versions(str(base)):
-        manifest = base / str(version) / MANIFEST
-        if manifest.is_file() and json.loads(manifest.read_text())["source_model_artifact_id"] == model_artifact_id:
-            return version
-    return None
+    return store(base).find("source_model_artifact_id", model_artifact_id)
 
 
 def write_bundle(base: Path, version: int, files: Dict[str, bytes | str], manifest: dict) -> Path:
-    """Writes the files and a manifest with each one's size and sha256, then renames into place."""
-    destination = base / str(version)
-    if destination.exists():
-        raise FileExistsError(f"{destination} exists; edge versions are never overwritten")
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".partial-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    """Writes the files and a manifest with each one's size and sha256 (the manifest last, as the version's
+    record), then points `latest` at the newest version."""
     manifest = dict(manifest, files={})
-    for name, content in sorted(files.items()):
-        data = content.encode() if isinstance(content, str) else content
-        (staging / name).write_bytes(data)
+    encoded = {name: content.encode() if isinstance(content, str) else content for name, content in files.items()}
+    for name, data in sorted(encoded.items()):
         manifest["files"][name] = {"bytes": len(data), "sha256": sha256(data)}
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    os.rename(staging, destination)
-    point_latest_at(base, existing_versions(str(base))[-1])
+
+    def write(staging: str) -> None:
+        for name, data in sorted(encoded.items()):
+            Path(staging, name).write_bytes(data)
+
+    destination = Path(store(base).publish(version, write, manifest))
+    repair_latest(base)
     return destination
 
 
 def repair_latest(base: Path) -> None:
     """`latest` names the newest whole version (one with its manifest), whatever a stopped run left."""
-    whole = [v for v in existing_versions(str(base)) if (base / str(v) / MANIFEST).is_file()]
+    whole = store(base).versions()
     latest = base / LATEST
     current = latest.read_text().strip() if latest.is_file() else ""
     if whole and current != str(whole[-1]):
-        point_latest_at(base, whole[-1])
-
-
-def point_latest_at(base: Path, version: int) -> None:
-    temporary = base / f".{LATEST}-{os.getpid()}"
-    temporary.write_text(f"{version}\n")
-    os.replace(temporary, base / LATEST)
+        write_atomically(str(latest), f"{whole[-1]}\n")

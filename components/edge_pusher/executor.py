@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib.metadata
 import json
@@ -36,7 +37,6 @@ from components.contracts import (
     edge_export_dir,
 )
 from components.edge_pusher import bundle, tflite_tools
-from components.versions import existing_versions
 
 GOLDEN_SAMPLES = 5
 
@@ -74,7 +74,93 @@ def tensor_description(detail: Dict[str, Any]) -> Dict[str, Any]:
             "scale": float(scale), "zero_point": int(zero_point)}
 
 
+@dataclasses.dataclass
+class Measurement:
+    """The converted models and what they do on the eval split."""
+
+    task: str
+    metric: str
+    model_float: bytes
+    model_int8: bytes
+    input_detail: Dict[str, Any]
+    output_detail: Dict[str, Any]
+    arena_bytes: int
+    float_score: float
+    int8_score: float
+    eval_samples: int
+    golden_inputs: np.ndarray
+    golden_outputs: np.ndarray
+
+
+def measure(to_inputs, saved_model_dir: str, examples, task: str, representative_samples: int) -> Measurement:
+    """Convert to float and full-integer int8 TFLite, then run both on the eval split: the float model in
+    TFLite (the yardstick), the int8 model in TFLite Micro (the device's code) in the smallest arena it runs in.
+    Raises tflite_tools.NotMicroReady when no full-integer model can be made."""
+    # Calibration samples: a seeded shuffle of the train split, so every class is represented.
+    calibration, _ = model_inputs(to_inputs, read_split(examples, "train").shuffle(10000, seed=0)
+                                  .take(representative_samples))
+    eval_inputs, eval_labels = model_inputs(to_inputs, read_split(examples, "eval"))
+    logging.info("EdgePusher: converting (%d calibration samples, %d eval samples)", len(calibration), len(eval_inputs))
+    model_float, model_int8 = tflite_tools.convert_for_micro(saved_model_dir, calibration)
+    input_detail, output_detail = tflite_tools.io_details(model_int8)
+    quantized_eval = tflite_tools.quantize(eval_inputs, *input_detail["quantization"])
+    arena_bytes = tflite_tools.measure_arena_bytes(model_int8, quantized_eval[0])
+    float_score = score(task, tflite_tools.run_tflite(model_float, eval_inputs, reference_kernels=False), eval_labels)
+    micro_outputs = tflite_tools.run_micro(model_int8, quantized_eval, arena_bytes)
+    int8_score = score(task, tflite_tools.dequantize(micro_outputs, *output_detail["quantization"]), eval_labels)
+    return Measurement(task, SHORT_METRIC[task], model_float, model_int8, input_detail, output_detail, arena_bytes,
+                       float_score, int8_score, int(len(eval_inputs)), quantized_eval[:GOLDEN_SAMPLES],
+                       micro_outputs[:GOLDEN_SAMPLES])
+
+
+def what_would_fit(measured: Measurement, flash_budget: int, ram_budget: int) -> str:
+    """A concrete way out when a model does not fit: the tensor arena grows with the input's pixels,
+    the flash with the parameters."""
+    hints = []
+    if measured.arena_bytes > ram_budget and len(measured.input_detail["shape"]) == 4:
+        _, height, width, _ = measured.input_detail["shape"]
+        shrink = (ram_budget / measured.arena_bytes) ** 0.5
+        hints.append(f"an input of about {max(8, int(height * shrink))}x{max(8, int(width * shrink))} "
+                     f"(image.height/width; now {height}x{width}) to bring the arena within the RAM budget")
+    if len(measured.model_int8) > flash_budget:
+        hints.append(f"about {flash_budget / len(measured.model_int8):.0%} of the parameters (a smaller family such "
+                     "as squeezenet, or fewer filters/units in trainer.hyperparameters) to fit the flash budget")
+    return "; or ".join(hints)
+
+
+def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int, ram_budget: int) -> dict:
+    """The edge report: every number, each check, and for each failed check the limit with both numbers."""
+    metric = measured.metric
+    lost = degradation(measured.task, measured.float_score, measured.int8_score)
+    checks = {
+        "int8_within_tolerance": lost <= max_int8_degradation + 1e-9,  # 0.98 - 0.97 is 0.0100000000000000009
+        "fits_flash": len(measured.model_int8) <= flash_budget,
+        "fits_ram": measured.arena_bytes <= ram_budget,
+    }
+    reasons = {
+        "int8_within_tolerance": f"int8 {metric.replace('_', ' ')} {measured.int8_score:.4f} vs float "
+                                 f"{measured.float_score:.4f}: {lost:.4f} worse > max_int8_degradation "
+                                 f"{max_int8_degradation}",
+        "fits_flash": f"int8 model {len(measured.model_int8):,} B > flash budget {flash_budget:,} B",
+        "fits_ram": f"tensor arena {measured.arena_bytes:,} B > RAM budget {ram_budget:,} B",
+    }
+    report = {
+        "metric": metric, f"float_{metric}": measured.float_score, f"int8_{metric}": measured.int8_score,
+        "max_int8_degradation": max_int8_degradation,
+        "float_model_bytes": len(measured.model_float), "int8_model_bytes": len(measured.model_int8),
+        "flash_budget_bytes": flash_budget, "arena_bytes": measured.arena_bytes, "ram_budget_bytes": ram_budget,
+        "eval_samples": measured.eval_samples, "checks": checks, "passed": all(checks.values()),
+        "refused_because": [reasons[name] for name, ok in checks.items() if not ok],
+    }
+    hint = what_would_fit(measured, flash_budget, ram_budget)
+    if hint:
+        report["what_would_fit"] = hint
+    return report
+
+
 class Executor(base_executor.BaseExecutor):
+    """Measure, decide, publish: each a step of its own."""
+
     def Do(self, input_dict, output_dict, exec_properties):
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
@@ -84,91 +170,69 @@ class Executor(base_executor.BaseExecutor):
             pushed.set_int_custom_property("pushed", 0)
             return
         model = artifact_utils.get_single_instance(input_dict["model"])
-        examples = artifact_utils.get_single_instance(input_dict["examples"])
         export_dir = edge_export_dir(model.uri)
         edge_info = EdgeInfo.read(export_dir)
-        task = edge_info.task
         to_inputs = tf.saved_model.load(os.path.join(export_dir, EDGE_EXPORT_INPUTS)).signatures["serving_default"]
-        saved_model_dir = os.path.join(export_dir, EDGE_EXPORT_MODEL)
-
-        # Calibration samples: a seeded shuffle of the train split, so every class is represented.
-        calibration, _ = model_inputs(
-            to_inputs, read_split(examples, "train").shuffle(10000, seed=0).take(exec_properties["representative_samples"]))
-        eval_inputs, eval_labels = model_inputs(to_inputs, read_split(examples, "eval"))
-        logging.info("EdgePusher: converting (%d calibration samples, %d eval samples)", len(calibration), len(eval_inputs))
-        metric = SHORT_METRIC[task]
         try:
-            model_float, model_int8 = tflite_tools.convert_for_micro(saved_model_dir, calibration)
+            measured = measure(to_inputs, os.path.join(export_dir, EDGE_EXPORT_MODEL),
+                               artifact_utils.get_single_instance(input_dict["examples"]), edge_info.task,
+                               exec_properties["representative_samples"])
         except tflite_tools.NotMicroReady as exc:
             # The serving push stands; the edge push is refused with the reason.
-            self._refuse(pushed, {"metric": metric, "error": str(exc), "checks": {"converts_to_full_integer": False},
-                                  "passed": False})
+            self._refuse(pushed, {"metric": SHORT_METRIC[edge_info.task], "error": str(exc),
+                                  "checks": {"converts_to_full_integer": False}, "passed": False,
+                                  "refused_because": [str(exc)]})
             return
 
-        input_detail, output_detail = tflite_tools.io_details(model_int8)
-        in_scale, in_zero = input_detail["quantization"]
-        out_scale, out_zero = output_detail["quantization"]
-        quantized_eval = tflite_tools.quantize(eval_inputs, in_scale, in_zero)
-        arena_bytes = tflite_tools.measure_arena_bytes(model_int8, quantized_eval[0])
-        # The float model is the yardstick for int8; the int8 model runs in TFLite Micro, the device's code.
-        float_score = score(task, tflite_tools.run_tflite(model_float, eval_inputs, reference_kernels=False), eval_labels)
-        micro_outputs = tflite_tools.run_micro(model_int8, quantized_eval, arena_bytes)
-        int8_score = score(task, tflite_tools.dequantize(micro_outputs, out_scale, out_zero), eval_labels)
-
-        checks = {
-            "int8_within_tolerance": degradation(task, float_score, int8_score) <= exec_properties["max_int8_degradation"],
-            "fits_flash": len(model_int8) <= exec_properties["flash_budget_bytes"],
-            "fits_ram": arena_bytes <= exec_properties["ram_budget_bytes"],
-        }
-        report = {
-            "metric": metric, f"float_{metric}": float_score, f"int8_{metric}": int8_score,
-            "max_int8_degradation": exec_properties["max_int8_degradation"],
-            "float_model_bytes": len(model_float), "int8_model_bytes": len(model_int8),
-            "flash_budget_bytes": exec_properties["flash_budget_bytes"],
-            "arena_bytes": arena_bytes, "ram_budget_bytes": exec_properties["ram_budget_bytes"],
-            "eval_samples": int(len(eval_inputs)), "checks": checks, "passed": all(checks.values()),
-        }
+        report = decide(measured, exec_properties["max_int8_degradation"], exec_properties["flash_budget_bytes"],
+                        exec_properties["ram_budget_bytes"])
         for key in ("float_model_bytes", "int8_model_bytes", "arena_bytes"):
             pushed.set_int_custom_property(key, report[key])
-        pushed.set_float_custom_property(f"float_{metric}", float_score)
-        pushed.set_float_custom_property(f"int8_{metric}", int8_score)
+        pushed.set_float_custom_property(f"float_{measured.metric}", measured.float_score)
+        pushed.set_float_custom_property(f"int8_{measured.metric}", measured.int8_score)
         if not report["passed"]:
             self._refuse(pushed, report)
             return
         self._write_report(pushed, report)
-
         base = Path(exec_properties["base_directory"])
+        version = self._publish(base, model, measured, edge_info, report, input_dict, exec_properties["pipeline_name"])
+        pushed.set_int_custom_property("pushed", 1)
+        pushed.set_int_custom_property("pushed_version", version)
+        pushed.set_string_custom_property("pushed_destination", str(base / str(version)))
+
+    def _publish(self, base: Path, model, measured: Measurement, edge_info: EdgeInfo, report: dict, input_dict,
+                 pipeline_name: str) -> int:
+        """The bundle, once per model: a re-run finds its version (and repairs `latest`)."""
         version = bundle.find_version_of(base, model.id)
         if version is not None:
             logging.info("EdgePusher: model %d is already edge version %d.", model.id, version)
             bundle.repair_latest(base)  # a run stopped between the version folder and `latest`
-        else:
-            version = self._version(input_dict, base)
-            golden_inputs = quantized_eval[:GOLDEN_SAMPLES]
-            golden = {"input_dtype": "int8", "output_dtype": "int8",
-                      "inputs": golden_inputs.tolist(),
-                      "outputs": micro_outputs[:GOLDEN_SAMPLES].tolist()}
-            manifest = {
-                "pipeline": exec_properties["pipeline_name"], "version": version,
-                "source_model_artifact_id": model.id, "source_model_uri": model.uri,
-                "task": task, "labels": edge_info.labels,
-                "input": dict(tensor_description(input_detail), preprocessing=edge_info.input_preprocessing),
-                "output": dict(tensor_description(output_detail), meaning=edge_info.output_meaning),
-                "ops": tflite_tools.op_names(model_int8),
-                **{k: report[k] for k in ("arena_bytes", f"float_{metric}", f"int8_{metric}", "eval_samples")},
-                "tensorflow_version": tf.__version__,
-                "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__})",
-                "tflite_micro_version": importlib.metadata.version("tflite-micro"),
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            files = {"model_float.tflite": model_float, "model_int8.tflite": model_int8,
-                     "golden.json": json.dumps(golden, indent=1) + "\n",
-                     **bundle.render_sources(exec_properties["pipeline_name"], version, model_int8, manifest["ops"])}
-            destination = bundle.write_bundle(base, version, files, manifest)
-            logging.info("EdgePusher: pushed %s", destination)
-        pushed.set_int_custom_property("pushed", 1)
-        pushed.set_int_custom_property("pushed_version", version)
-        pushed.set_string_custom_property("pushed_destination", str(base / str(version)))
+            return version
+        version = self._version(input_dict, base)
+        metric = measured.metric
+        golden = {"input_dtype": "int8", "output_dtype": "int8", "inputs": measured.golden_inputs.tolist(),
+                  "outputs": measured.golden_outputs.tolist()}
+        manifest = {
+            "pipeline": pipeline_name, "version": version,
+            "source_model_artifact_id": model.id, "source_model_uri": model.uri,
+            "task": measured.task, "labels": edge_info.labels,
+            "input": dict(tensor_description(measured.input_detail), preprocessing=edge_info.input_preprocessing),
+            "output": dict(tensor_description(measured.output_detail), meaning=edge_info.output_meaning),
+            "ops": tflite_tools.op_names(measured.model_int8),
+            **{k: report[k] for k in ("arena_bytes", f"float_{metric}", f"int8_{metric}", "eval_samples")},
+            "arena_measured_with": "the tflite-micro Python wrapper's recording allocator on this host (an upper "
+                                   "bound: its bookkeeping is in the arena)",
+            "tensorflow_version": tf.__version__,
+            "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__})",
+            "tflite_micro_version": importlib.metadata.version("tflite-micro"),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        files = {"model_float.tflite": measured.model_float, "model_int8.tflite": measured.model_int8,
+                 "golden.json": json.dumps(golden, indent=1) + "\n",
+                 **bundle.render_sources(pipeline_name, version, measured.model_int8, manifest["ops"])}
+        destination = bundle.write_bundle(base, version, files, manifest)
+        logging.info("EdgePusher: pushed %s", destination)
+        return version
 
     @staticmethod
     def _write_report(pushed, report: dict) -> None:
@@ -180,8 +244,9 @@ class Executor(base_executor.BaseExecutor):
 
     def _refuse(self, pushed, report: dict) -> None:
         self._write_report(pushed, report)
-        failed = ", ".join(name for name, ok in report["checks"].items() if not ok)
-        logging.warning("EdgePusher: not pushed (%s); see %s", failed, os.path.join(pushed.uri, EDGE_REPORT_FILE))
+        logging.warning("EdgePusher: not pushed: %s%s; see %s", "; ".join(report["refused_because"]),
+                        f" (what would fit: {report['what_would_fit']})" if report.get("what_would_fit") else "",
+                        os.path.join(pushed.uri, EDGE_REPORT_FILE))
         pushed.set_int_custom_property("pushed", 0)
 
     @staticmethod
@@ -192,5 +257,4 @@ class Executor(base_executor.BaseExecutor):
             serving_version = serving_pushes[0].get_string_custom_property("pushed_version")
             if serving_version:
                 return int(serving_version)
-        versions = existing_versions(str(base))
-        return versions[-1] + 1 if versions else 1
+        return bundle.store(base).next_version()

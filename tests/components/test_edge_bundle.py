@@ -133,3 +133,35 @@ def test_a_stopped_push_leaves_latest_behind_and_the_rerun_repairs_it(tmp_path):
     (base / "3").mkdir()  # and a version folder without its manifest is never `latest`
     bundle.repair_latest(base)
     assert (base / "latest").read_text() == "2\n"
+
+
+def measurement(model_bytes: int, arena: int, float_score=0.98, int8_score=0.97):
+    from components.edge_pusher.executor import Measurement
+
+    detail = {"shape": [1, 128, 128, 3], "dtype": np.int8, "quantization": (0.0039, -128)}
+    return Measurement("classification", "accuracy", b"f" * (model_bytes * 4), b"i" * model_bytes, detail,
+                       {"shape": [1, 4], "dtype": np.int8, "quantization": (0.0039, -128)}, arena, float_score,
+                       int8_score, 100, np.zeros((1, 128, 128, 3), np.int8), np.zeros((1, 4), np.int8))
+
+
+def test_a_refusal_names_each_failed_limit_with_both_numbers_and_what_would_fit():
+    from components.edge_pusher.executor import decide
+    from imagepipe.describe import describe_edge
+
+    report = decide(measurement(1_240_112, 1_060_000), 0.01, 1 << 20, 256 << 10)
+    assert report["checks"] == {"int8_within_tolerance": True, "fits_flash": False, "fits_ram": False}
+    assert report["refused_because"] == ["int8 model 1,240,112 B > flash budget 1,048,576 B",
+                                         "tensor arena 1,060,000 B > RAM budget 262,144 B"]
+    assert "an input of about 63x63 (image.height/width; now 128x128)" in report["what_would_fit"]
+    assert "about 85% of the parameters" in report["what_would_fit"]
+    text = describe_edge({**report, "pushed": False})
+    assert text.startswith("edge: not pushed: int8 model 1,240,112 B > flash budget 1,048,576 B; tensor arena")
+    assert "what would fit: an input of about 63x63" in text
+
+
+def test_an_int8_model_that_lost_too_much_is_refused_with_both_scores():
+    from components.edge_pusher.executor import decide
+
+    report = decide(measurement(1000, 1000, float_score=0.95, int8_score=0.90), 0.01, 1 << 20, 256 << 10)
+    assert report["refused_because"] == ["int8 accuracy 0.9000 vs float 0.9500: 0.0500 worse > max_int8_degradation 0.01"]
+    assert "what_would_fit" not in report

@@ -5,14 +5,16 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components import serving_rollout
+from components.contracts import SERVING_PUSH_RECORD
 from imagepipe.cli import main
 
 
 def push(serving_dir, version):
     """What the ServingPusher does: a whole version directory, then the config."""
     version_dir = serving_dir / "digits" / str(version)
-    version_dir.mkdir(parents=True)
+    (version_dir / "assets.extra").mkdir(parents=True)
     (version_dir / "saved_model.pb").write_bytes(b"pb")
+    (version_dir / SERVING_PUSH_RECORD).write_text('{"model_uri": "m%d"}' % version)
     return serving_rollout.record_push(serving_dir, "digits", version)
 
 
@@ -46,7 +48,7 @@ def test_push_promote_push_rollback(tmp_path):
 def test_rollback_skips_half_written_versions(tmp_path):
     serving = tmp_path / "serving"
     push(serving, 1)
-    (serving / "digits" / "2").mkdir()  # no saved_model.pb: never a rollback target
+    (serving / "digits" / "2").mkdir()  # no push record: never a rollback target
     push(serving, 3)
     serving_rollout.promote(serving)
     assert serving_rollout.rollback(serving).stable == 1
@@ -97,8 +99,9 @@ def test_after_a_rollback_a_newer_version_can_be_promoted_again(tmp_path):
 def test_a_push_recorded_again_repairs_a_missing_label_and_changes_nothing_else(tmp_path):
     serving = tmp_path / "serving"
     push(serving, 1)
-    (serving / "digits" / "2").mkdir()
-    (serving / "digits" / "2" / "saved_model.pb").write_bytes(b"pb")  # a run stopped before models.config
+    (serving / "digits" / "2" / "assets.extra").mkdir(parents=True)  # a run stopped before models.config:
+    (serving / "digits" / "2" / "saved_model.pb").write_bytes(b"pb")
+    (serving / "digits" / "2" / SERVING_PUSH_RECORD).write_text("{}")
     assert parsed(serving)[0] == {"stable": 1, "canary": 1}
     serving_rollout.record_push(serving, "digits", 2)  # what the re-run's Pusher does
     assert parsed(serving)[0] == {"stable": 1, "canary": 2}
