@@ -257,20 +257,27 @@ def edge_verify(bundle_dir: Path) -> None:
 @click.option("--target", type=click.Choice(["kubeflow"]), required=True)
 @click.option("--output", "output_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The PipelineJob JSON to write, e.g. pipeline.json.")
-def compile_command(spec_path: Path, target: str, output_file: Path) -> None:
-    """Compile SPEC_PATH for Kubeflow Pipelines v2 (image and paths from the spec's `kubeflow` section)."""
-    from imagepipe.kubeflow import compile_kubeflow
+@click.option("--image", default=None, help="The container image every task runs (default: the spec's "
+              "kubeflow.image, else imagepipe:0.1.0, what `docker build -t imagepipe:0.1.0 .` makes).")
+@click.option("--pipeline-root", "output_dir", default=None, help="The outputs folder as the tasks see it, an "
+              "absolute path: the TFX pipeline root is <it>/<pipeline>/tfx (default: the spec's "
+              "kubeflow.output_dir, else /mnt/imagepipe/outputs, a volume mounted in every task).")
+def compile_command(spec_path: Path, target: str, output_file: Path, image: str | None, output_dir: str | None) -> None:
+    """Compile SPEC_PATH for Kubeflow Pipelines v2 (image and outputs from the flags, the spec's `kubeflow`
+    section, or the defaults)."""
+    from imagepipe.kubeflow import compile_kubeflow, kubeflow_settings
 
     try:
         # The data lives where the cluster sees it; it need not exist here.
         loaded = load_spec(spec_path, check_paths=False)
-        job = compile_kubeflow(loaded, output_file)
+        settings = kubeflow_settings(loaded, image, output_dir)
+        job = compile_kubeflow(loaded, output_file, image, output_dir)
     except SpecError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(results.EXIT_INVALID)
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     click.echo(f"{output_file}: Kubeflow Pipelines v2 job {loaded.name}, {len(tasks)} tasks, "
-               f"image {loaded.spec.kubeflow.image}, pipeline root {job['runtimeConfig']['gcsOutputDirectory']}")
+               f"image {settings.image}, pipeline root {job['runtimeConfig']['gcsOutputDirectory']}")
 
 
 @main.command("run-compiled")

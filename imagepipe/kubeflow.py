@@ -11,19 +11,38 @@ from __future__ import annotations
 import json
 import posixpath
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
+
+from pydantic import ValidationError
 
 from components.contracts import OutputLayout
 from imagepipe.run import SCHEMAS, beam_pipeline_args, schema_file
-from imagepipe.spec import LoadedSpec, SpecError
+from imagepipe.spec import KubeflowSpec, LoadedSpec, SpecError
 
 # Where the Dockerfile puts the project (its WORKDIR); a test checks they agree.
 IMAGE_PROJECT_DIR = "/opt/imagepipe"
+# Without a `kubeflow` section or flags: the image `docker build -t imagepipe:<version> .` makes, and
+# outputs on a volume mounted at /mnt/imagepipe in every task (documented in the README).
+DEFAULT_IMAGE = "imagepipe:0.1.0"
+DEFAULT_OUTPUT_DIR = "/mnt/imagepipe/outputs"
 
 
-def cluster_paths(loaded: LoadedSpec) -> Dict[str, str]:
+def kubeflow_settings(loaded: LoadedSpec, image: Optional[str] = None, output_dir: Optional[str] = None
+                      ) -> KubeflowSpec:
+    """The spec's `kubeflow` section with the command line's --image / --pipeline-root over it, and the
+    defaults where neither says; validated as the section is (SpecError names the fix)."""
+    section = loaded.spec.kubeflow.model_dump() if loaded.spec.kubeflow else {}
+    section["image"] = image or section.get("image") or DEFAULT_IMAGE
+    section["output_dir"] = output_dir or section.get("output_dir") or DEFAULT_OUTPUT_DIR
+    try:
+        return KubeflowSpec.model_validate(section)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"{loaded.path}: kubeflow settings: {problems}") from None
+
+
+def cluster_paths(loaded: LoadedSpec, kubeflow: KubeflowSpec) -> Dict[str, str]:
     """The run's paths as the cluster sees them."""
-    kubeflow = loaded.spec.kubeflow
     layout = OutputLayout.of(kubeflow.output_dir.rstrip("/"), loaded.name)
     return {
         "pipeline_root": layout.pipeline_root,
@@ -34,18 +53,15 @@ def cluster_paths(loaded: LoadedSpec) -> Dict[str, str]:
     }
 
 
-def compile_kubeflow(loaded: LoadedSpec, output_file: Path) -> Dict:
+def compile_kubeflow(loaded: LoadedSpec, output_file: Path, image: Optional[str] = None,
+                     output_dir: Optional[str] = None) -> Dict:
     """Writes the PipelineJob JSON to `output_file` and returns it."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     from imagepipe.pipeline import create_pipeline
 
-    if loaded.spec.kubeflow is None:
-        raise SpecError(
-            f"{loaded.path}: section `kubeflow` is missing; fix: add kubeflow: {{image: <registry>/imagepipe:<tag>, "
-            "output_dir: gs://<bucket>/imagepipe}} (see the README, Kubeflow Pipelines)"
-        )
-    paths = cluster_paths(loaded)
+    kubeflow = kubeflow_settings(loaded, image, output_dir)
+    paths = cluster_paths(loaded, kubeflow)
     pipeline = create_pipeline(
         spec=loaded.spec,
         pipeline_root=paths["pipeline_root"],
@@ -63,7 +79,7 @@ def compile_kubeflow(loaded: LoadedSpec, output_file: Path) -> Dict:
         # Schema 2.1: typed parameter values, the form KFP 2 backends and TFX's
         # ExampleGen driver hand-over (span, resolved pattern) agree on.
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            default_image=loaded.spec.kubeflow.image, use_pipeline_spec_2_1=True),
+            default_image=kubeflow.image, use_pipeline_spec_2_1=True),
         output_dir=str(output_file.parent),
         output_filename=output_file.name,
     )

@@ -8,7 +8,6 @@ exits (see the README's exit codes).
 """
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -16,10 +15,8 @@ from typing import Dict, Optional
 
 from imagepipe.spec import LoadedSpec
 
-# One cron field: *, a number or name, ranges, steps and lists of those.
-_ATOM = r"(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?"
-_FIELD = re.compile(rf"^{_ATOM}(,{_ATOM})*$", re.I)
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_FIELD_NAMES = "minute hour day-of-month month day-of-week"
+_EXAMPLE = 'fix: e.g. --cron "0 3 * * 1" (Mondays at 03:00)'
 
 
 class CronError(ValueError):
@@ -27,29 +24,34 @@ class CronError(ValueError):
 
 
 def check_cron(expression: str) -> str:
-    """A standard 5-field cron expression (minute hour day-of-month month day-of-week), or CronError."""
+    """A standard 5-field cron expression (minute hour day-of-month month day-of-week), checked by
+    croniter (a maintained parser), or CronError naming the problem and an example."""
+    from croniter import croniter
+    from croniter.croniter import CroniterError
+
     fields = expression.split()
-    example = 'fix: e.g. --cron "0 3 * * 1" (Mondays at 03:00)'
     if len(fields) != 5:
-        raise CronError(f"--cron {expression!r} has {len(fields)} fields, cron needs 5 "
-                        f"(minute hour day-of-month month day-of-week); {example}")
-    for value, (name, low, high) in zip(fields, _FIELDS):
-        if not _FIELD.match(value):
-            raise CronError(f"--cron {expression!r}: {name} field {value!r} is not cron syntax; {example}")
-        for number in re.findall(r"(?<![/0-9])[0-9]+", value):
-            if not low <= int(number) <= high:
-                raise CronError(f"--cron {expression!r}: {name} {number} is outside {low}-{high}; {example}")
+        raise CronError(f"--cron {expression!r} has {len(fields)} fields, cron needs 5 ({_FIELD_NAMES}); {_EXAMPLE}")
+    try:
+        croniter(" ".join(fields))
+    except (CroniterError, ValueError) as exc:
+        raise CronError(f"--cron {expression!r} is not a valid cron expression ({exc}); {_EXAMPLE}") from None
     return " ".join(fields)
 
 
 def crontab_line(loaded: LoadedSpec, cron: str, imagepipe: Optional[Path] = None) -> str:
-    """One crontab line: run the spec, one JSON line per run appended to the schedule log."""
+    """One crontab line: run the spec, its one-line JSON summary appended to logs/schedule.jsonl and its
+    progress and warnings to logs/schedule.stderr.log. Quiet on success, so cron mails only failures:
+    on a non-zero exit the line prints the summary and the end of the stderr log (cron mails that)."""
     imagepipe = imagepipe or Path(sys.executable).with_name("imagepipe")
     out = loaded.output_dir
-    lock, log = out / ".schedule.lock", out / "logs" / "schedule.jsonl"
-    command = (f"cd {shlex.quote(str(loaded.project_root))} && mkdir -p {shlex.quote(str(log.parent))} && "
-               f"flock -n {shlex.quote(str(lock))} {shlex.quote(str(imagepipe))} run "
-               f"{shlex.quote(str(loaded.path.resolve()))} --json >> {shlex.quote(str(log))}")
+    lock, log, errors = out / ".schedule.lock", out / "logs" / "schedule.jsonl", out / "logs" / "schedule.stderr.log"
+    q = {name: shlex.quote(str(path)) for name, path in
+         (("lock", lock), ("log", log), ("errors", errors), ("logs", log.parent), ("bin", imagepipe),
+          ("spec", loaded.path.resolve()), ("root", loaded.project_root))}
+    command = (f"cd {q['root']} && mkdir -p {q['logs']} && "
+               f"{{ flock -n {q['lock']} {q['bin']} run {q['spec']} --json >> {q['log']} 2>> {q['errors']} || "
+               f"{{ status=$?; tail -n 1 {q['log']}; tail -n 20 {q['errors']}; exit $status; }}; }}")
     return f"{check_cron(cron)} {command}"
 
 

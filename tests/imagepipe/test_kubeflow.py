@@ -12,7 +12,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from imagepipe.kubeflow import IMAGE_PROJECT_DIR, compile_kubeflow
 from imagepipe.kubeflow_local import ARTIFACT_LOG, ArtifactLog, task_order
 from imagepipe.spec import SpecError, load_spec
-from tests.conftest import REPO
+from tests.conftest import REPO, imagepipe
 
 IMAGE = "registry.example.com/ml/imagepipe:test"
 
@@ -53,10 +53,28 @@ def test_the_compiled_job_parses_strictly_and_every_task_runs_our_image(tmp_path
     assert order.index("ImageExampleGen") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
 
 
-def test_compiling_without_a_kubeflow_section_names_the_fix(tmp_path):
-    path = kubeflow_spec(tmp_path, kubeflow=None)
-    with pytest.raises(SpecError, match="section `kubeflow` is missing; fix: add kubeflow"):
-        compile_kubeflow(load_spec(path, check_paths=False), tmp_path / "p.json")
+def test_the_readme_compile_command_works_as_written(tmp_path):
+    result = imagepipe("compile", "pipelines/digits.yaml", "--target", "kubeflow", "--output",
+                       str(tmp_path / "pipeline.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "image imagepipe:0.1.0, pipeline root /mnt/imagepipe/outputs/digits/tfx" in result.stdout
+
+
+@pytest.mark.parametrize("spec_file", sorted(p.name for p in (REPO / "pipelines").glob("*.yaml")))
+def test_every_shipped_spec_compiles_without_a_kubeflow_section(spec_file, tmp_path):
+    loaded = load_spec(REPO / "pipelines" / spec_file, check_paths=False)
+    assert loaded.spec.kubeflow is None
+    job = compile_kubeflow(loaded, tmp_path / "pipeline.json")
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == f"/mnt/imagepipe/outputs/{loaded.name}/tfx"
+    assert {"Trainer", "Evaluator", "Pusher"} <= set(job["pipelineSpec"]["root"]["dag"]["tasks"])
+
+
+def test_the_flags_set_image_and_pipeline_root_and_a_bad_one_is_refused_with_a_valid_fix(tmp_path):
+    loaded = load_spec(kubeflow_spec(tmp_path, kubeflow=None), check_paths=False)
+    job = compile_kubeflow(loaded, tmp_path / "p.json", image=IMAGE, output_dir="/gcs/b/imagepipe")
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "/gcs/b/imagepipe/digits-kfp/tfx"
+    with pytest.raises(SpecError, match="must be an absolute file-system path .*/gcs/my-bucket/imagepipe"):
+        compile_kubeflow(loaded, tmp_path / "p.json", output_dir="gs://b/imagepipe")
 
 
 def test_an_object_store_output_dir_is_refused_with_the_fuse_path_as_fix(tmp_path):
