@@ -18,7 +18,8 @@ from typing import Dict, List, Optional
 import jinja2
 
 from components.artifacts import IngestReport
-from components.contracts import CLASSIFICATION, INGEST_REPORT_FILE, TRAINING_HISTORY_FILE, read_ingest_report
+from components.contracts import (CLASSIFICATION, INGEST_REPORT_FILE, TRAINING_HISTORY_FILE, read_ingest_report,
+                                  read_label_names)
 from imagepipe.results import RunSummary, run_output_artifacts
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -107,6 +108,9 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
         "empty_class_folders": ingest.get("empty_class_folders", []),
         "ignored": ingest.get("ignored", []),
         "span_folders": ingest.get("span_folders", []),
+        "data_root": ingest.get("data_root"),
+        # The model's classes, in label order: the confusion matrix's axes (never "(unlabelled)").
+        "label_names": read_label_names(examples_uri),
     }
 
 
@@ -223,7 +227,7 @@ def write_report(loaded, summary: RunSummary, store, run, reports_dir: Path) -> 
         spec_path=str(loaded.path), summary=summary, status=summary.status, data=data,
         anomalies=anomalies_section(artifacts.get("ExampleAnomalies")),
         training=training_section(artifacts.get("ModelRun")),
-        confusion=confusion_section(artifacts.get("ModelEvaluation"), data.get("classes", [])),
+        confusion=confusion_section(artifacts.get("ModelEvaluation"), data.get("label_names", [])),
         thresholds=thresholds, task=spec.task,
     )
     out_dir = reports_dir / summary.run_id

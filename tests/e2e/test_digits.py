@@ -236,8 +236,9 @@ def test_the_run_report_has_every_section_and_renders_in_chromium(first_run, pro
     report = Path(first_run["report"])
     assert report.parent.parent == root / "outputs" / "digits-e2e" / "reports"
     # per-class bars, sample grid, image sizes, training curves, confusion matrix
-    check_report(report, expected_charts=5, must_contain=["Decision: <b>blessed</b>", "int8 .tflite bytes",
-                                                          "tensor arena bytes", "<td class=\"l\">9</td>"])
+    check_report(report, expected_charts=5, must_contain=[
+        "Decision: <b>blessed</b>", "int8 .tflite bytes", "tensor arena bytes", "<td class=\"l\">9</td>",
+        f"10 classes, from {root / 'data' / 'digits'};", "Kept: <b>epoch "])
     newest = max(report.parent.parent.glob("*/report.html"), key=lambda path: path.stat().st_mtime)
     latest = imagepipe("report", str(spec_path))  # later tests in this module add runs: the newest wins
     assert latest.returncode == 0 and latest.stdout.strip() == str(newest)

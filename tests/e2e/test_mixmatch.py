@@ -5,6 +5,8 @@ with label -1; SchemaGen and the ExampleValidator accept them; the MixMatch
 Trainer learns from both and its averaged model is evaluated, blessed and pushed.
 """
 import json
+import re
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -61,6 +63,13 @@ def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_pat
     image = next((tmp_path / "data" / "3").glob("*.png")).read_bytes()
     outputs = model.signatures["serving_default"](image_bytes=tf.constant([image]))
     assert outputs["probabilities"].shape == (1, 10)
+
+    # The report: the data line names the data root; the confusion matrix is over the model's ten classes
+    # in label order ("(unlabelled)" sorted first once, shifting every label by one).
+    html = Path(summary["report"]).read_text()
+    assert f"10 classes, from {tmp_path / 'data'};" in html
+    rows = re.findall(r'<tr><td class="l">([^<]+)</td><td>[-0-9.]+</td><td>[-0-9.]+</td><td>\d+</td></tr>', html)
+    assert rows == [str(d) for d in range(10)], rows
 
 
 def test_mixmatch_without_unlabelled_images_stops_with_the_fix(tmp_path):
