@@ -150,6 +150,20 @@ def data_digits(out_dir: Path, per_class: int | None) -> None:
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
 
 
+@data_group.command("photos")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/photos"),
+              show_default=True)
+@click.option("--per-class", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_photos(out_dir: Path, per_class: int, seed: int) -> None:
+    """A small photo folder to try "Your own images" on: 4 classes made from scikit-image's sample photos
+    (crops, flips, 24 to 1,600 px, colour changes, JPEG and PNG, grayscale, RGBA, CMYK, EXIF-rotated)."""
+    from imagepipe.datasets import write_photos
+
+    counts = write_photos(out_dir, per_class=per_class, seed=seed)
+    click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
+
+
 @data_group.command("sine")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/sine"),
               show_default=True)

@@ -5,6 +5,11 @@ one folder per class 0..9. Nothing is downloaded.
 
 `sine`: the TinyML hello-world data, (x, sin x + noise) with x uniform in
 [0, 2 pi], as a CSV file; generated from a seed, so the same every time.
+
+`photos`: a small photo folder of the kind users bring, made from scikit-image's
+sample photos (astronaut, cat, coffee, rocket): random crops, flips, sizes from
+24 to 1,600 pixels, colour changes, JPEG and PNG, and awkward files among them
+(grayscale, RGBA, CMYK, EXIF-rotated). Seeded, so the same every time.
 """
 from __future__ import annotations
 
@@ -64,6 +69,67 @@ def write_sine(out_dir: Path, samples: int = 1000, noise: float = 0.1, seed: int
         writer.writerows((f"{a:.9g}", f"{b:.9g}") for a, b in zip(x, y))
     os.replace(partial, path)
     return path
+
+
+PHOTO_CLASSES = {"astronaut": "astronaut", "cat": "chelsea", "coffee": "coffee", "rocket": "rocket"}
+
+
+def _photo_variant(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
+    width, height = photo.size
+    keep = rng.uniform(0.5, 1.0)
+    crop_w, crop_h = int(width * keep), int(height * keep)
+    left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+    image = photo.crop((left, top, left + crop_w, top + crop_h))
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    side = int(np.exp(rng.uniform(np.log(24), np.log(1600))))  # log-uniform: many small, a few large
+    scale = side / max(image.size)
+    image = image.resize((max(8, int(image.width * scale)), max(8, int(image.height * scale))), Image.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = (pixels - 128) * rng.uniform(0.7, 1.3) + 128 + rng.uniform(-30, 30)  # contrast, brightness
+    pixels *= rng.uniform(0.85, 1.15, size=3)  # colour cast
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def write_photos(out_dir: Path, per_class: int = 50, seed: int = 0) -> Dict[str, int]:
+    """Writes <out_dir>/<class>/<n>.jpg|png; returns images per class."""
+    import io
+
+    from skimage import data as samples
+
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    counts: Dict[str, int] = {}
+    for name, sample in PHOTO_CLASSES.items():
+        photo = Image.fromarray(getattr(samples, sample)()).convert("RGB")
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            image = _photo_variant(photo, rng)
+            kind = index % 10  # every tenth file of a kind users meet
+            buffer, suffix = io.BytesIO(), ".jpg"
+            if kind == 1:
+                image.convert("L").save(buffer, "JPEG", quality=90)
+            elif kind == 2:
+                image.convert("RGBA").save(buffer, "PNG")
+                suffix = ".png"
+            elif kind == 3:
+                image.convert("CMYK").save(buffer, "JPEG", quality=90)
+            elif kind == 4:  # stored sideways, with the EXIF tag that says how to turn it
+                exif = Image.Exif()
+                exif[0x0112] = 6
+                image.transpose(Image.Transpose.ROTATE_90).save(buffer, "JPEG", exif=exif, quality=90)
+            elif kind in (5, 6):
+                image.save(buffer, "PNG")
+                suffix = ".png"
+            else:
+                image.save(buffer, "JPEG", quality=int(rng.integers(60, 96)))
+            path = folder / f"{name}_{index:03d}{suffix}"
+            partial = folder / f".{path.name}.partial"
+            partial.write_bytes(buffer.getvalue())
+            partial.rename(path)
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 DATASETS = {"digits": write_digits, "sine": write_sine}

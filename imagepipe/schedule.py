@@ -45,7 +45,8 @@ def crontab_line(loaded: LoadedSpec, cron: str, imagepipe: Optional[Path] = None
     on a non-zero exit the line prints the summary and the end of the stderr log (cron mails that)."""
     imagepipe = imagepipe or Path(sys.executable).with_name("imagepipe")
     out = loaded.output_dir
-    lock, log, errors = out / ".schedule.lock", out / "logs" / "schedule.jsonl", out / "logs" / "schedule.stderr.log"
+    logs = Path(loaded.layout.logs_dir)
+    lock, log, errors = out / ".schedule.lock", logs / "schedule.jsonl", logs / "schedule.stderr.log"
     q = {name: shlex.quote(str(path)) for name, path in
          (("lock", lock), ("log", log), ("errors", errors), ("logs", log.parent), ("bin", imagepipe),
           ("spec", loaded.path.resolve()), ("root", loaded.project_root))}

@@ -152,3 +152,20 @@ def test_cli_promote_takes_a_version(tmp_path):
         push(serving, version)
     result = CliRunner().invoke(main, ["promote", "digits", "--version", "2", "--output-dir", str(outputs)])
     assert result.exit_code == 0 and "stable 2, canary 2" in result.output
+
+
+def test_an_empty_models_config_and_an_unwritable_serving_folder_are_errors_with_the_fix(tmp_path, monkeypatch):
+    serving = tmp_path / "serving"
+    push(serving, 1)
+    (serving / "models.config").write_text("")
+    with pytest.raises(serving_rollout.RolloutError, match="not a TF Serving model config"):
+        serving_rollout.read(serving)
+    push(serving, 2)  # the push sets the empty file aside and writes a whole one
+    assert parsed(serving)[0] == {"stable": 2, "canary": 2}
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", refuse)  # a read-only output directory
+    with pytest.raises(serving_rollout.RolloutError, match="cannot write here .*fix: check the output directory"):
+        serving_rollout.promote(serving, version=1)
