@@ -29,9 +29,9 @@ from tests.conftest import REPO, imagepipe
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 PER_CLASS = 100
 EPOCHS = 8
-# The digits spec's model at 8 epochs on 800 training digits; measured eval accuracy in the closing
-# note of this change (every run cleared the bar with room). Seeded, but CPU training is not bit-exact.
-ACCURACY_BAR = 0.85
+# The digits spec's model at 8 epochs on 800 training digits: 0.937, 0.947, 0.937 (and one more above the bar)
+# on 189 eval digits in the runs measured for this bar. Seeded, but CPU training is not bit-exact.
+ACCURACY_BAR = 0.9
 
 
 
