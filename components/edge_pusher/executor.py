@@ -19,7 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -38,7 +38,20 @@ from components.contracts import (
 )
 from components.edge_pusher import bundle, tflite_tools
 
-GOLDEN_SAMPLES = 5
+GOLDEN_POINTS = 8  # regressors: eval points spread over the input range
+
+
+def golden_choice(task: str, quantized_inputs: np.ndarray, labels: np.ndarray) -> List[Tuple[int, str]]:
+    """Which eval examples become golden vectors, and why: one of each class (so a kernel that gets one class
+    wrong cannot pass), or for a regressor points across the input range; each (index, source)."""
+    if task == CLASSIFICATION:
+        return [(int(np.flatnonzero(labels == label)[0]), f"eval example, label {int(label)}")
+                for label in np.unique(labels[labels >= 0])]
+    first_feature = quantized_inputs.reshape(len(quantized_inputs), -1)[:, 0]
+    order = np.argsort(first_feature, kind="stable")
+    picks = sorted({int(order[i]) for i in np.linspace(0, len(order) - 1, GOLDEN_POINTS).round().astype(int)},
+                   key=lambda index: first_feature[index])
+    return [(index, f"eval example, input {int(first_feature[index])} (int8)") for index in picks]
 
 
 def read_split(examples, split: str) -> tf.data.Dataset:
@@ -90,6 +103,7 @@ class Measurement:
     eval_samples: int
     golden_inputs: np.ndarray
     golden_outputs: np.ndarray
+    golden_sources: List[str]
 
 
 def measure(to_inputs, saved_model_dir: str, examples, task: str, representative_samples: int) -> Measurement:
@@ -108,9 +122,15 @@ def measure(to_inputs, saved_model_dir: str, examples, task: str, representative
     float_score = score(task, tflite_tools.run_tflite(model_float, eval_inputs, reference_kernels=False), eval_labels)
     micro_outputs = tflite_tools.run_micro(model_int8, quantized_eval, arena_bytes)
     int8_score = score(task, tflite_tools.dequantize(micro_outputs, *output_detail["quantization"]), eval_labels)
+    chosen = golden_choice(task, quantized_eval, eval_labels)
+    # And the extremes of the input range, which real data rarely reaches: saturation paths run too.
+    extremes = np.stack([np.full(quantized_eval.shape[1:], value, np.int8) for value in (-128, 127)])
+    golden_inputs = np.concatenate([quantized_eval[[index for index, _ in chosen]], extremes])
+    golden_outputs = np.concatenate([micro_outputs[[index for index, _ in chosen]],
+                                     tflite_tools.run_micro(model_int8, extremes, arena_bytes)])
+    sources = [source for _, source in chosen] + ["every input at -128 (int8 minimum)", "every input at 127 (int8 maximum)"]
     return Measurement(task, SHORT_METRIC[task], model_float, model_int8, input_detail, output_detail, arena_bytes,
-                       float_score, int8_score, int(len(eval_inputs)), quantized_eval[:GOLDEN_SAMPLES],
-                       micro_outputs[:GOLDEN_SAMPLES])
+                       float_score, int8_score, int(len(eval_inputs)), golden_inputs, golden_outputs, sources)
 
 
 def what_would_fit(measured: Measurement, flash_budget: int, ram_budget: int) -> str:
@@ -210,8 +230,8 @@ class Executor(base_executor.BaseExecutor):
             return version
         version = self._version(input_dict, base)
         metric = measured.metric
-        golden = {"input_dtype": "int8", "output_dtype": "int8", "inputs": measured.golden_inputs.tolist(),
-                  "outputs": measured.golden_outputs.tolist()}
+        golden = {"input_dtype": "int8", "output_dtype": "int8", "sources": measured.golden_sources,
+                  "inputs": measured.golden_inputs.tolist(), "outputs": measured.golden_outputs.tolist()}
         manifest = {
             "pipeline": pipeline_name, "version": version,
             "source_model_artifact_id": model.id, "source_model_uri": model.uri,

@@ -141,7 +141,7 @@ def measurement(model_bytes: int, arena: int, float_score=0.98, int8_score=0.97)
     detail = {"shape": [1, 128, 128, 3], "dtype": np.int8, "quantization": (0.0039, -128)}
     return Measurement("classification", "accuracy", b"f" * (model_bytes * 4), b"i" * model_bytes, detail,
                        {"shape": [1, 4], "dtype": np.int8, "quantization": (0.0039, -128)}, arena, float_score,
-                       int8_score, 100, np.zeros((1, 128, 128, 3), np.int8), np.zeros((1, 4), np.int8))
+                       int8_score, 100, np.zeros((1, 128, 128, 3), np.int8), np.zeros((1, 4), np.int8), ["x"])
 
 
 def test_a_refusal_names_each_failed_limit_with_both_numbers_and_what_would_fit():
@@ -165,3 +165,16 @@ def test_an_int8_model_that_lost_too_much_is_refused_with_both_scores():
     report = decide(measurement(1000, 1000, float_score=0.95, int8_score=0.90), 0.01, 1 << 20, 256 << 10)
     assert report["refused_because"] == ["int8 accuracy 0.9000 vs float 0.9500: 0.0500 worse > max_int8_degradation 0.01"]
     assert "what_would_fit" not in report
+
+
+def test_golden_vectors_cover_every_class_or_the_input_range():
+    from components.edge_pusher.executor import GOLDEN_POINTS, golden_choice
+
+    labels = np.array([3, 3, 0, 1, 3, 2, -1, 1])  # -1: unlabelled, never a golden class
+    chosen = golden_choice("classification", np.zeros((8, 4, 4, 1), np.int8), labels)
+    assert [index for index, _ in chosen] == [2, 3, 5, 0]
+    assert [source for _, source in chosen][0] == "eval example, label 0"
+    x = np.array([[v] for v in range(-128, 128, 3)], np.int8)[np.random.default_rng(0).permutation(86)]
+    points = golden_choice("regression", x, np.zeros(len(x)))
+    values = [int(x[index, 0]) for index, _ in points]
+    assert len(points) == GOLDEN_POINTS and values == sorted(values) and values[0] == -128 and values[-1] == 127

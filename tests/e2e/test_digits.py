@@ -130,6 +130,11 @@ def test_first_run_pushes_a_verified_edge_bundle_of_the_same_version(first_run, 
     assert edge["int8_model_bytes"] <= 0.3 * edge["float_model_bytes"]
     assert edge["float_accuracy"] - edge["int8_accuracy"] <= project[2]["push"]["edge"]["max_int8_degradation"]
     assert 0 < edge["eval_samples"] < 10 * PER_CLASS  # the eval split, not every image
+    # Golden vectors: one eval digit of each class, then the int8 extremes; the model's answers differ
+    # (all five were once the same saturated class-0 vector, which tests almost nothing).
+    golden = json.loads((root / "outputs" / "digits-e2e" / "edge" / "digits-e2e" / "1" / "golden.json").read_text())
+    assert golden["sources"][:10] == [f"eval example, label {d}" for d in range(10)] and len(golden["inputs"]) == 12
+    assert len({int(np.argmax(output)) for output in golden["outputs"][:10]}) >= 8
 
 
 def test_serving_default_takes_rest_b64_instances_of_any_size_and_format(first_run, project):

@@ -72,6 +72,9 @@ def test_bundle_verifies_against_its_manifest_in_tflite_micro(sine_run):
     assert manifest["input"]["dtype"] == manifest["output"]["dtype"] == "int8"
     assert manifest["input"]["shape"] == [1, 1]
     assert manifest["arena_bytes"] <= sine_run[2]["push"]["edge"]["ram_budget_bytes"]
+    golden = json.loads((bundle_dir(sine_run[0]) / "golden.json").read_text())
+    xs = [row[0] for row in golden["inputs"][:-2]]  # points across [0, 2 pi], then the int8 extremes
+    assert len(xs) >= 6 and xs == sorted(xs) and xs[-1] - xs[0] > 200
 
 
 def test_int8_model_is_smaller_than_the_books_and_tracks_sin_x_in_tflite_micro(sine_run):
