@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "docs" / "samples"
 BLOCK = re.compile(r"<!-- sample: (?P<name>[\w-]+) -->\n```\n(?P<body>.*?)```\n<!-- end of sample -->", re.S)
 
+_PIPELINE = re.compile(r"^pipeline [\w-]+,")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?")
 _PATH = re.compile(r"(?<![\w.])[~\w.+-]*/[\w./+-]*")
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(\.\d+)?")
@@ -30,6 +31,7 @@ def sample(name: str) -> str:
 def shape(text: str) -> list[str]:
     lines = []
     for line in text.strip("\n").splitlines():
+        line = _PIPELINE.sub("pipeline <name>,", line)
         line = _TIMESTAMP.sub("<time>", line)
         line = _PATH.sub("<path>", line)
         lines.append(_NUMBER.sub("<n>", line))

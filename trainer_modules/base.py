@@ -368,10 +368,7 @@ def train(fn_args: FnArgs, build_model: Callable, fine_tune: Callable | None = N
     kept = kept_epoch(curves, monitor)
     if os.path.exists(best_weights):
         model.load_weights(best_weights)
-    best, last = curves[monitor][kept - 1], curves[monitor][-1]
-    because = f"best eval accuracy {best:.4f}" + (
-        ", the last epoch" if kept == epochs_run else
-        ", first reached there (the last epoch tied it)" if last == best else f" (the last epoch had {last:.4f})")
+    because = f"best eval accuracy {curves[monitor][kept - 1]:.4f} (last epoch {curves[monitor][-1]:.4f})"
     logging.info("imagepipe kept epoch %d of %d: %s", kept, epochs_run, because)
     TrainingSummary(kept_epoch=kept, epochs_run=epochs_run, kept_because=because, train_examples=train_examples,
                     steps_per_epoch=steps_per_epoch, batch_size=global_batch, warnings=warnings

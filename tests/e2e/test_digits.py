@@ -77,7 +77,10 @@ def test_first_run_reaches_real_accuracy(first_run):
 def test_the_summary_and_progress_have_the_shape_of_the_readme_samples(first_run):
     from tests.readme_samples import sample, shape
 
-    assert shape(first_run["text"]) == shape(sample("make-run")), first_run["text"]
+    def steady(text):  # warnings depend on the data (e.g. a train split under 20 steps an epoch)
+        return [line for line in shape(text) if not line.startswith("warning:")]
+
+    assert steady(first_run["text"]) == steady(sample("make-run")), first_run["text"]
     # Running counts appear every 2 s while ingestion lasts: how many depends on the machine's speed.
     steady = [line for line in shape(first_run["progress"]) if "ingested <n>/<n> files" not in line]
     for line in shape(sample("progress")):

@@ -24,6 +24,7 @@ def test_shapes_ignore_numbers_and_paths_but_not_words():
     assert shape("eval accuracy: 0.9811 (no baseline yet)") == ["eval accuracy: <n> (no baseline yet)"]
     assert shape("eval accuracy: 0.98") != shape("eval loss: 0.98")
     assert shape("a\nb") != shape("a")
+    assert shape("pipeline digits-e2e, run x") == shape("pipeline digits, run x")
 
 
 def test_the_validation_sample_is_what_validate_prints_now(tmp_path):
