@@ -18,8 +18,13 @@ from typing import Dict, List, Optional
 import jinja2
 
 from components.artifacts import IngestReport
-from components.contracts import (CLASSIFICATION, INGEST_REPORT_FILE, TRAINING_HISTORY_FILE, read_ingest_report,
-                                  read_label_names)
+from components.contracts import (
+    CLASSIFICATION,
+    INGEST_REPORT_FILE,
+    TRAINING_HISTORY_FILE,
+    read_ingest_report,
+    read_label_names,
+)
 from imagepipe.results import RunSummary, run_output_artifacts
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
