@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,16 @@ def test_an_output_dir_inside_the_data_is_refused(tmp_path):
     path = write_spec(tmp_path, output_dir=str(tmp_path / "data" / "outputs"))
     with pytest.raises(SpecError, match="field `output_dir`: .* is inside data.root"):
         load_spec(path, check_paths=False)
+
+
+@pytest.mark.parametrize("command", [["validate", "pipelines/sine.yaml"], ["serving", "digits"], ["schema"],
+                                     ["promote", "digits"], ["rollback", "digits"]])
+def test_commands_that_read_yaml_or_folders_do_not_import_tensorflow(command, tmp_path):
+    # Timing belongs in bench/; what makes these commands fast is that TensorFlow stays out.
+    script = ("import sys\nfrom click.testing import CliRunner\nfrom imagepipe.cli import main\n"
+              f"result = CliRunner().invoke(main, {command!r} + (['--output-dir', {str(tmp_path)!r}] "
+              f"if {command[0]!r} in ('serving', 'promote', 'rollback') else []))\n"
+              "print(result.exit_code, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tfx', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split(" ", 1)[1].strip() == "[]", result.stdout
