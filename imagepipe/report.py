@@ -55,6 +55,7 @@ def _split_dirs(examples_uri: str) -> Dict[str, Path]:
 
 def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> Dict:
     """Counts per class and split, a grid of samples per class, image sizes, skipped files."""
+    import numpy as np
     import tensorflow as tf
     from PIL import Image
 
@@ -101,6 +102,12 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
     axes.set_ylabel("height (pixels)")
     sizes_chart = _png(figure)
 
+    brightness = [float(np.asarray(Image.open(io.BytesIO(data)).convert("L")).mean())
+                  for images in samples.values() for data in images]
+    image_stats = {"mean_width": float(np.mean([w for w, _ in sizes])) if sizes else None,
+                   "mean_height": float(np.mean([h for _, h in sizes])) if sizes else None,
+                   "mean_brightness": float(np.mean(brightness)) if brightness else None}
+
     ingest = {}
     if ingest_report_uri and (Path(ingest_report_uri) / INGEST_REPORT_FILE).is_file():
         ingest = read_ingest_report(ingest_report_uri)
@@ -116,6 +123,7 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
         "data_root": ingest.get("data_root"),
         # The model's classes, in label order: the confusion matrix's axes (never "(unlabelled)").
         "label_names": read_label_names(examples_uri),
+        "image_stats": image_stats,
     }
 
 
@@ -212,6 +220,83 @@ def confusion_section(evaluation_uri: Optional[str], classes: List[str]) -> Dict
     return {"chart": _png(figure), "per_class": per_class}
 
 
+GALLERY_SIZE = 16
+GALLERY_SCAN = 2000  # eval examples looked through for the gallery, at most
+FACTS_FILE = "facts.json"  # beside each report: what the next report compares against
+
+
+def misclassified_section(model_uri: Optional[str], examples_uri: Optional[str]) -> Dict:
+    """Up to GALLERY_SIZE eval images the trained model gets wrong, with the true and predicted class."""
+    if not model_uri or not examples_uri:
+        return {}
+    import tensorflow as tf
+    from PIL import Image
+
+    serving = Path(model_uri) / "Format-Serving"
+    folder = _split_dirs(examples_uri).get("eval")
+    if not serving.is_dir() or folder is None:
+        return {}
+    predict = tf.saved_model.load(str(serving)).signatures["serving_examples"]
+    records = tf.data.TFRecordDataset(sorted(map(str, folder.glob("*.gz"))), compression_type="GZIP")
+    wrong, seen = [], 0
+    for batch in records.take(GALLERY_SCAN).batch(128):
+        predicted = predict(examples=batch)["label"].numpy()
+        for serialized, label in zip(batch.numpy(), predicted):
+            feature = tf.train.Example.FromString(serialized).features.feature
+            truth = feature["label_name"].bytes_list.value[0].decode()
+            seen += 1
+            if truth and truth != label.decode() and len(wrong) < GALLERY_SIZE:
+                wrong.append((feature["image"].bytes_list.value[0], truth, label.decode(),
+                              feature["filename"].bytes_list.value[0].decode()))
+    if not wrong:
+        return {"seen": seen, "count": 0}
+    plt = _pyplot()
+    columns = min(8, len(wrong))
+    rows = -(-len(wrong) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (data, truth, label, _) in zip(axes.flat, wrong):
+        image = Image.open(io.BytesIO(data))
+        image.thumbnail((96, 96))
+        axis.imshow(image.convert("RGB"))
+        axis.set_title(f"{truth} -> {label}", fontsize=7)
+    return {"seen": seen, "count": len(wrong), "chart": _png(figure), "files": [f for *_, f in wrong]}
+
+
+def run_facts(summary: RunSummary, data: Dict) -> Dict:
+    """What one run's report compares with the next: its metric, images per class, image size and brightness."""
+    return {"run_id": summary.run_id, "accuracy": summary.accuracy, "mean_absolute_error": summary.mean_absolute_error,
+            "counts": {split: dict(counts) for split, counts in data.get("counts", {}).items()},
+            "image": data.get("image_stats", {})}
+
+
+def comparison_section(reports_dir: Path, run_id: str, facts: Dict) -> Dict:
+    """This run against the previous report's facts: metric, per-class counts, image size and brightness drift."""
+    previous = sorted((p for p in reports_dir.glob(f"*/{FACTS_FILE}") if p.parent.name != run_id),
+                      key=lambda p: p.stat().st_mtime)
+    if not previous:
+        return {}
+    before = json.loads(previous[-1].read_text())
+    rows = []
+    for name in ("accuracy", "mean_absolute_error"):
+        if facts.get(name) is not None and before.get(name) is not None:
+            rows.append((name.replace("_", " "), before[name], facts[name], facts[name] - before[name]))
+    for key, label in (("mean_width", "mean image width (px)"), ("mean_height", "mean image height (px)"),
+                       ("mean_brightness", "mean brightness (0-255)")):
+        now, then = facts["image"].get(key), before.get("image", {}).get(key)
+        if now is not None and then is not None:
+            rows.append((label, then, now, now - then))
+    classes = sorted({c for counts in (facts["counts"], before.get("counts", {})) for split in counts.values() for c in split})
+    per_class = []
+    for name in classes:
+        now = sum(split.get(name, 0) for split in facts["counts"].values())
+        then = sum(split.get(name, 0) for split in before.get("counts", {}).values())
+        if now != then:
+            per_class.append((name, then, now, now - then))
+    return {"previous": before["run_id"], "rows": rows, "per_class": per_class}
+
+
 def write_report(loaded, summary: RunSummary, store, run, reports_dir: Path) -> Path:
     """Writes reports/<run id>/report.html (atomically) and returns its path."""
     artifacts = {}
@@ -227,16 +312,21 @@ def write_report(loaded, summary: RunSummary, store, run, reports_dir: Path) -> 
                   if spec.task == CLASSIFICATION else
                   {"max mean absolute error": evaluation.max_mean_absolute_error,
                    "max increase over the baseline": evaluation.max_mean_absolute_error_increase})
+    facts = run_facts(summary, data)
     page = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True).get_template(
         "report.html.j2").render(
         spec_path=str(loaded.path), summary=summary, status=summary.status, data=data,
         anomalies=anomalies_section(artifacts.get("ExampleAnomalies")),
         training=training_section(artifacts.get("ModelRun")),
         confusion=confusion_section(artifacts.get("ModelEvaluation"), data.get("label_names", [])),
+        misclassified=misclassified_section(artifacts.get("Model"), artifacts.get("Examples"))
+        if spec.task == CLASSIFICATION else {},
+        comparison=comparison_section(reports_dir, summary.run_id, facts),
         thresholds=thresholds, task=spec.task,
     )
     out_dir = reports_dir / summary.run_id
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / FACTS_FILE).write_text(json.dumps(facts, indent=2))
     temporary = out_dir / ".report.html.tmp"
     temporary.write_text(page, encoding="utf-8")
     temporary.replace(out_dir / "report.html")

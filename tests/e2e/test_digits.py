@@ -248,11 +248,15 @@ def test_the_run_report_has_every_section_and_renders_in_chromium(first_run, pro
     root, spec_path, _ = project
     report = Path(first_run["report"])
     assert report.parent.parent == root / "outputs" / "digits-e2e" / "reports"
-    # per-class bars, sample grid, image sizes, training curves, confusion matrix
-    check_report(report, expected_charts=5, must_contain=[
+    # per-class bars, sample grid, image sizes, training curves, confusion matrix, misclassified gallery
+    check_report(report, expected_charts=6, must_contain=[
         "Decision: <b>blessed</b>", "int8 .tflite bytes", "tensor arena bytes", "<td class=\"l\">9</td>",
-        f"10 classes, from {root / 'data' / 'digits'};", "Kept: <b>epoch "])
+        f"10 classes, from {root / 'data' / 'digits'};", "Kept: <b>epoch ", "the model gets wrong (true -&gt; predicted)",
+        "This is the first report of this pipeline."])
     newest = max(report.parent.parent.glob("*/report.html"), key=lambda path: path.stat().st_mtime)
+    # Later runs of the module compare with the one before: the metric, the images, their size and brightness.
+    later = newest.read_text(encoding="utf-8")
+    assert "Previous report: " in later and "mean brightness (0-255)" in later and "Images per class: unchanged." in later
     latest = imagepipe("report", str(spec_path))  # later tests in this module add runs: the newest wins
     assert latest.returncode == 0 and latest.stdout.strip() == str(newest)
     screenshot(report)
