@@ -267,7 +267,9 @@ def misclassified_section(model_uri: Optional[str], examples_uri: Optional[str])
 def run_facts(summary: RunSummary, data: Dict) -> Dict:
     """What one run's report compares with the next: its metric, images per class, image size and brightness."""
     return {"run_id": summary.run_id, "accuracy": summary.accuracy, "mean_absolute_error": summary.mean_absolute_error,
-            "counts": {split: dict(counts) for split, counts in data.get("counts", {}).items()},
+            # Image data: images per class per split; generated data: examples per split.
+            "counts": {split: dict(counts) if isinstance(counts, dict) else {"examples": counts}
+                       for split, counts in data.get("counts", {}).items()},
             "image": data.get("image_stats", {})}
 
 
