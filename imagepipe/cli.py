@@ -27,6 +27,15 @@ def main() -> None:
     """imagepipe: declarative image-classification pipelines on TFX."""
 
 
+def _spec_or_exit(spec_path: Path, check_paths: bool = True):
+    """The validated spec, or its error (file, field, fix) on stderr and exit code 2."""
+    try:
+        return load_spec(spec_path, check_paths=check_paths)
+    except SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(results.EXIT_INVALID)
+
+
 @main.command("run")
 @click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--runner", type=click.Choice(["local", "beam"]), default=None, help="Overrides the spec's runner.")
@@ -34,11 +43,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line at the end.")
 def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool) -> None:
     """Run the pipeline of SPEC_PATH (e.g. pipelines/digits.yaml)."""
-    try:
-        loaded = load_spec(spec_path)
-    except SpecError as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        sys.exit(results.EXIT_INVALID)
+    loaded = _spec_or_exit(spec_path)
     outcome = _supervised_run(loaded, runner, show_progress=not (quiet or as_json))
     if outcome["status"] == "busy":
         console.print(f"[red]refused:[/red] {outcome['error']}", highlight=False)
@@ -99,11 +104,7 @@ def runs_command(spec_path: Path, as_json: bool) -> None:
     """Past runs of SPEC_PATH's pipeline, from ML Metadata: when, span, metric, blessed, pushed version."""
     from rich.table import Table
 
-    try:
-        loaded = load_spec(spec_path, check_paths=False)
-    except SpecError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(results.EXIT_INVALID)
+    loaded = _spec_or_exit(spec_path, check_paths=False)
     metadata_path = Path(loaded.layout.metadata_path)
     if not metadata_path.is_file():
         click.echo(f"{loaded.name}: no runs yet ({metadata_path} does not exist)")
@@ -354,11 +355,7 @@ def report_command(spec_path: Path, open_it: bool) -> None:
     """The path of the latest run report of SPEC_PATH's pipeline (outputs/<pipeline>/reports/<run id>/report.html)."""
     from imagepipe.report import latest_report
 
-    try:
-        loaded = load_spec(spec_path, check_paths=False)
-    except SpecError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(results.EXIT_INVALID)
+    loaded = _spec_or_exit(spec_path, check_paths=False)
     reports_dir = Path(loaded.layout.reports_dir)
     report = latest_report(reports_dir)
     if report is None:
@@ -388,11 +385,7 @@ def schema_command(out_file: Path | None) -> None:
 @click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
 def validate_command(spec_path: Path) -> None:
     """Check a spec without running anything."""
-    try:
-        loaded = load_spec(spec_path)
-    except SpecError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(results.EXIT_INVALID)
+    loaded = _spec_or_exit(spec_path)
     click.echo(f"{spec_path}: valid spec for pipeline {loaded.name}")
 
 
