@@ -22,6 +22,7 @@ LABEL_KEY = "label"            # int64 index into the sorted class list; UNLABEL
 LABEL_NAME_KEY = "label_name"  # the class folder name ("" for unlabelled)
 HEIGHT_KEY, WIDTH_KEY, CHANNELS_KEY = "height", "width", "channels"
 FILENAME_KEY = "filename"      # path relative to the data root
+FORMAT_KEY = "format"          # JPEG, PNG or GIF, as stored
 UNLABELLED = -1
 
 # --- limits on one image, the same at ingestion and in the serving graph (decompression bombs) ----

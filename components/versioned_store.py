@@ -96,9 +96,9 @@ class VersionedStore:
         destination = self._path(str(version))
         if self._exists(destination):
             raise FileExistsError(f"{destination} exists; versions are never overwritten")
-        staging = self._path(f".partial-{version}-{os.getpid()}")
         if _remote(self.base):
-            return self._publish_remote(destination, staging, write, record, last)
+            return self._publish_remote(destination, write, record, last)
+        staging = self._path(f".partial-{version}-{os.getpid()}")
         os.makedirs(self.base, exist_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging)
@@ -112,7 +112,7 @@ class VersionedStore:
         os.rename(staging, destination)
         return destination
 
-    def _publish_remote(self, destination: str, staging: str, write, record, last) -> str:
+    def _publish_remote(self, destination: str, write, record, last) -> str:
         """Object stores have no rename: stage locally, copy file by file into place with `last` and the
         record copied last; until the record lands the version is not whole (versions() skips it)."""
         import tempfile
@@ -121,15 +121,14 @@ class VersionedStore:
         with tempfile.TemporaryDirectory(prefix="imagepipe-publish-") as local:
             write(local)
             held = os.path.join(local, ".last")
-            files = sorted(os.path.relpath(os.path.join(root, name), local)
-                           for root, _, names in os.walk(local) for name in names
-                           if not os.path.join(root, name).startswith(held))
-            ordered = files + ([os.path.join(".last", last)] if last else [])
-            for relative in ordered:
-                target = posixpath.join(destination, relative.replace(os.sep, "/").replace(".last/", "", 1)
-                                        if relative.startswith(".last") else relative.replace(os.sep, "/"))
+            copies = sorted((os.path.join(root, name), os.path.relpath(os.path.join(root, name), local))
+                            for root, _, names in os.walk(local) if not root.startswith(held) for name in names)
+            if last:
+                copies.append((os.path.join(held, last), last))
+            for source, relative in copies:
+                target = posixpath.join(destination, relative.replace(os.sep, "/"))
                 fileio.makedirs(posixpath.dirname(target))
-                fileio.copy(os.path.join(local, relative), target, overwrite=True)
+                fileio.copy(source, target, overwrite=True)
         record_path = posixpath.join(destination, self.record_name)
         fileio.makedirs(posixpath.dirname(record_path))
         with fileio.open(record_path, "w") as f:

@@ -126,11 +126,6 @@ def latest_run(pipeline_name: str, metadata_path: Path):
     return store, runs[-1]
 
 
-def summarize_latest_run(pipeline_name: str, metadata_path: Path) -> RunSummary:
-    store, run = latest_run(pipeline_name, metadata_path)
-    return summarize_run(store, run, pipeline_name)
-
-
 def summarize_all_runs(pipeline_name: str, metadata_path: Path) -> List[RunSummary]:
     """Every recorded run, oldest first (`imagepipe runs`)."""
     runs, store = _runs(pipeline_name, metadata_path)

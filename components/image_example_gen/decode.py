@@ -26,7 +26,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps
 
-from components.contracts import MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE
+from components.contracts import (CHANNELS_KEY, FILENAME_KEY, FORMAT_KEY, HEIGHT_KEY, IMAGE_KEY, LABEL_KEY,
+                                  LABEL_NAME_KEY, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE, UNLABELLED, WIDTH_KEY)
 from components.image_example_gen import progress
 from components.image_example_gen.example_proto import Example, Features, bytes_feature, int_feature
 
@@ -155,14 +156,14 @@ class ToExample(beam.DoFn):
         self._ingested.inc()
         is_unlabeled = class_name == self._unlabeled_dir or relative_path in self._drop_labels
         example = Example(features=Features(feature={
-            "image": bytes_feature(data),
-            "label": int_feature(-1 if is_unlabeled else self._label_index[class_name]),
-            "label_name": bytes_feature(b"" if is_unlabeled else class_name.encode("utf-8")),
-            "height": int_feature(height),
-            "width": int_feature(width),
-            "channels": int_feature(channels),
-            "filename": bytes_feature(relative_path.encode("utf-8")),
-            "format": bytes_feature(image_format.encode("ascii")),
+            IMAGE_KEY: bytes_feature(data),
+            LABEL_KEY: int_feature(UNLABELLED if is_unlabeled else self._label_index[class_name]),
+            LABEL_NAME_KEY: bytes_feature(b"" if is_unlabeled else class_name.encode("utf-8")),
+            HEIGHT_KEY: int_feature(height),
+            WIDTH_KEY: int_feature(width),
+            CHANNELS_KEY: int_feature(channels),
+            FILENAME_KEY: bytes_feature(relative_path.encode("utf-8")),
+            FORMAT_KEY: bytes_feature(image_format.encode("ascii")),
         }))
         split = "train" if is_unlabeled else self._split_names[split_index(relative_path, self._buckets)]
         yield beam.pvalue.TaggedOutput(split, example.SerializeToString())
