@@ -299,16 +299,38 @@ def compile_command(spec_path: Path, target: str, output_file: Path, image: str 
 @click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--project-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               help="This checkout: stands in for the image's project folder.")
-def run_compiled_command(job_file: Path, project_dir: Path) -> None:
-    """Run a compiled Kubeflow job's tasks on this machine, in order, as the KFP backend would."""
-    from imagepipe.kubeflow_local import TaskFailed, run_compiled
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The spec the job was compiled from (default: the one `imagepipe compile` recorded in the job).")
+@click.option("--quiet", is_flag=True, help="Print only the final summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line at the end.")
+def run_compiled_command(job_file: Path, project_dir: Path, spec_path: Path | None, quiet: bool, as_json: bool) -> None:
+    """Run a compiled Kubeflow job's tasks on this machine, in order, as the KFP backend would; then the
+    summary, report, webhook and exit codes of `imagepipe run`."""
+    from imagepipe.kubeflow_local import CompiledRun, TaskFailed, run_compiled, spec_path_of, summarize
 
+    job = json.loads(job_file.read_text())
+    recorded = spec_path or spec_path_of(job)
+    if recorded is None:
+        console.print(f"[red]error:[/red] {job_file}: the job does not name the spec it was compiled from "
+                      "(compiled by hand or by an older imagepipe); fix: add --spec pipelines/<name>.yaml", highlight=False)
+        sys.exit(results.EXIT_INVALID)
+    loaded = _spec_or_exit(Path(recorded), check_paths=False)
+    show_progress = not (quiet or as_json)
+    progress = (lambda message: click.echo(message, err=True)) if show_progress else (lambda message: None)
+    record = CompiledRun(run_id="", started_at="")
     try:
-        run_compiled(job_file, project_dir.resolve(), progress=lambda message: click.echo(message, err=True))
+        run_compiled(job_file, project_dir.resolve(), progress=progress, record=record)
     except TaskFailed as exc:
-        console.print(f"[red]task failed:[/red] {exc}", highlight=False)
-        sys.exit(results.EXIT_FAILED)
-    click.echo(f"{job_file}: every task ran")
+        console.print(f"[red]run failed:[/red] {exc}", highlight=False)
+        outcome = {"pipeline": loaded.name, "run_id": record.run_id, "status": "failed",
+                   "executed": record.executed, "failed": [exc.task] if exc.task else [], "error": str(exc)}
+        _finish(loaded, outcome, as_json, results.EXIT_FAILED)
+    summary = summarize(loaded, job, record, warn=lambda message: console.print(message, highlight=False))
+    if not as_json:
+        from imagepipe.describe import describe
+
+        click.echo(describe(summary))
+    _finish(loaded, {**summary.to_dict(), "status": summary.status}, as_json, summary.exit_code)
 
 
 @main.command("schedule")

@@ -25,6 +25,9 @@ IMAGE_PROJECT_DIR = "/opt/imagepipe"
 # outputs on a volume mounted at /mnt/imagepipe in every task (documented in the README).
 DEFAULT_IMAGE = "imagepipe:0.1.0"
 DEFAULT_OUTPUT_DIR = "/mnt/imagepipe/outputs"
+# The job's description names the spec it was compiled from: `imagepipe run-compiled` reads it back
+# for the run's summary and report.
+SPEC_NOTE = "compiled by imagepipe from "
 
 
 def kubeflow_settings(loaded: LoadedSpec, image: Optional[str] = None, output_dir: Optional[str] = None
@@ -84,4 +87,7 @@ def compile_kubeflow(loaded: LoadedSpec, output_file: Path, image: Optional[str]
         output_filename=output_file.name,
     )
     runner.run(pipeline, write_out=True)
-    return json.loads(output_file.read_text())
+    job = json.loads(output_file.read_text())
+    job["pipelineSpec"]["pipelineInfo"]["description"] = SPEC_NOTE + str(Path(loaded.path).resolve())
+    output_file.write_text(json.dumps(job, indent=2, sort_keys=True))
+    return job

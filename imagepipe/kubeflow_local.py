@@ -13,6 +13,7 @@ a volume mount would. No caching: every task runs every time.
 """
 from __future__ import annotations
 
+import dataclasses
 import graphlib
 import json
 import os
@@ -22,16 +23,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
-from imagepipe.kubeflow import IMAGE_PROJECT_DIR
+from imagepipe.kubeflow import IMAGE_PROJECT_DIR, SPEC_NOTE
+from components.contracts import OutputLayout
+from imagepipe.results import RunArtifact, RunSummary, read_outputs, serving_now
 
 ARTIFACT_LOG = "kfp_local_artifacts.json"
 _PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['(\w+)'\]\.metadata\['(\w+)'\]\}\}")
 
 
 class TaskFailed(RuntimeError):
-    pass
+    def __init__(self, message: str, task: Optional[str] = None):
+        super().__init__(message)
+        self.task = task
 
 
 def task_order(job: Dict) -> List[str]:
@@ -101,15 +106,43 @@ def _matches(artifact: Dict, key: str, value: str) -> bool:
     raise ValueError(f"resolver filter clause {key}={value} is not supported by the local runner")
 
 
-def run_compiled(job_file: Path, project_dir: Path, progress: Callable[[str], None] = print) -> Dict[str, Dict]:
-    """Runs every task of the compiled job; returns each task's output artifacts."""
+@dataclasses.dataclass
+class CompiledRun:
+    """What one local run of a compiled job did: the tasks that ran, and every output artifact."""
+
+    run_id: str
+    started_at: str
+    executed: List[str] = dataclasses.field(default_factory=list)
+    produced: Dict[str, Dict[str, List[Dict]]] = dataclasses.field(default_factory=dict)
+
+    def outputs(self) -> List[RunArtifact]:
+        """The outputs as the run summary and the report read them (as ML Metadata gives local runs')."""
+        return [RunArtifact(producer=task, kind=artifact["type"]["schemaTitle"].rsplit(".", 1)[-1],
+                            uri=artifact["uri"], properties=artifact.get("metadata", {}))
+                for task in self.executed for artifacts in self.produced[task].values() for artifact in artifacts]
+
+
+def spec_path_of(job: Dict) -> Optional[str]:
+    """The spec `imagepipe compile` recorded in the job's description, if any."""
+    description = job["pipelineSpec"]["pipelineInfo"].get("description", "")
+    return description[len(SPEC_NOTE):] if description.startswith(SPEC_NOTE) else None
+
+
+def run_compiled(job_file: Path, project_dir: Path, progress: Callable[[str], None] = print,
+                 record: Optional[CompiledRun] = None) -> CompiledRun:
+    """Runs every task of the compiled job; returns what ran and each task's output artifacts. Pass
+    `record` to keep what finished before a TaskFailed."""
     job = json.loads(Path(job_file).read_text())
     spec = job["pipelineSpec"]
     pipeline_root = Path(job["runtimeConfig"]["gcsOutputDirectory"])
-    run_dir = pipeline_root / "kfp_local" / time.strftime("%Y%m%dT%H%M%S")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run_dir = pipeline_root / "kfp_local" / stamp
+    record = record or CompiledRun(run_id="", started_at="")
+    record.run_id = f"kfp-local-{stamp}"
+    record.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log = ArtifactLog(pipeline_root / ARTIFACT_LOG)
     tasks = spec["root"]["dag"]["tasks"]
-    produced: Dict[str, Dict[str, List[Dict]]] = {}
+    produced = record.produced
     for name in task_order(job):
         task = tasks[name]
         component = spec["components"][task["componentRef"]["name"]]
@@ -125,14 +158,15 @@ def run_compiled(job_file: Path, project_dir: Path, progress: Callable[[str], No
             progress(f"{name}: resolved {found}")
             continue
         if "container" not in executor:
-            raise TaskFailed(f"task {name}: executor kind {sorted(executor)} is not supported by the local runner")
+            raise TaskFailed(f"task {name}: executor kind {sorted(executor)} is not supported by the local runner", name)
         started = time.time()
         progress(f"{name}: running")
         produced[name] = _run_container_task(name, task, component, executor["container"], inputs,
                                              run_dir / name, project_dir)
+        record.executed.append(name)
         log.add([a for artifacts in produced[name].values() for a in artifacts])
         progress(f"{name}: done in {time.time() - started:.1f} s")
-    return produced
+    return record
 
 
 def _map_path(value, project_dir: Path):
@@ -173,9 +207,27 @@ def _run_container_task(name, task, component, container, inputs, task_dir: Path
             result = subprocess.run(argv, cwd=project_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         if result.returncode:
             tail = "\n".join(log_path.read_text().splitlines()[-15:])
-            raise TaskFailed(f"task {name} ({label}) exited with {result.returncode}; log {log_path}:\n{tail}")
+            raise TaskFailed(f"task {name} ({label}) exited with {result.returncode}; log {log_path}:\n{tail}", name)
     written = json.loads(output_file.read_text()) if output_file.exists() else {}
     for key, listed in written.get("artifacts", {}).items():
         # The executor reports uri, name and metadata; the type is the one we declared.
         outputs[key] = [{**outputs[key][0], **artifact} for artifact in listed.get("artifacts", [])]
     return outputs
+
+
+def summarize(loaded, job: Dict, record: CompiledRun, warn: Callable[[str], None] = print) -> RunSummary:
+    """The run's summary, as `imagepipe run` gives one (blessing, metrics, pushes, the kept epoch, what
+    models.config serves now), and its report under <output_dir>/<pipeline>/reports/<run id>/."""
+    layout = OutputLayout(str(Path(job["runtimeConfig"]["gcsOutputDirectory"]).parent), loaded.name)
+    summary = RunSummary(pipeline=loaded.name, run_id=record.run_id, executed=sorted(record.executed), cached=[],
+                         started_at=record.started_at)
+    outputs = record.outputs()
+    read_outputs(summary, outputs)
+    summary.serving_now = serving_now(Path(layout.serving_dir))
+    try:
+        from imagepipe.report import write_report
+
+        summary.report = str(write_report(loaded, summary, outputs, Path(layout.reports_dir)))
+    except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
+        warn(f"warning: the run report could not be written: {type(exc).__name__}: {exc}")
+    return summary

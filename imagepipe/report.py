@@ -25,7 +25,7 @@ from components.contracts import (
     read_ingest_report,
     read_label_names,
 )
-from imagepipe.results import RunSummary, run_output_artifacts
+from imagepipe.results import RunArtifact, RunSummary
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SAMPLES_PER_CLASS = 8
@@ -299,11 +299,11 @@ def comparison_section(reports_dir: Path, run_id: str, facts: Dict) -> Dict:
     return {"previous": before["run_id"], "rows": rows, "per_class": per_class}
 
 
-def write_report(loaded, summary: RunSummary, store, run, reports_dir: Path) -> Path:
+def write_report(loaded, summary: RunSummary, outputs: List[RunArtifact], reports_dir: Path) -> Path:
     """Writes reports/<run id>/report.html (atomically) and returns its path."""
     artifacts = {}
-    for node, kind, artifact in run_output_artifacts(store, run):
-        artifacts.setdefault(kind, artifact.uri)
+    for artifact in outputs:
+        artifacts.setdefault(artifact.kind, artifact.uri)
     spec = loaded.spec
     if spec.data.generate:
         data = table_data_section(artifacts["Examples"]) if "Examples" in artifacts else {}

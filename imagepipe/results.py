@@ -140,14 +140,33 @@ def _nodes_of(store, executions) -> Dict[int, str]:
     return node_of
 
 
-def run_output_artifacts(store, run) -> List[tuple]:
-    """(producing node, artifact type name, artifact) of every output of a run, cached ones included."""
+@dataclasses.dataclass
+class RunArtifact:
+    """One output of a run, whichever record it comes from: ML Metadata for local runs, the artifact
+    list `imagepipe run-compiled` keeps for compiled Kubeflow jobs."""
+
+    producer: Optional[str]  # the component id, e.g. "EdgePusher"
+    kind: Optional[str]  # the TFX type name, e.g. "ModelBlessing"
+    uri: str
+    properties: Dict[str, object]  # properties and custom properties, as plain values
+
+
+def _plain_value(value):
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else None
+
+
+def run_output_artifacts(store, run) -> List[RunArtifact]:
+    """Every output of a run recorded in ML Metadata, cached ones included."""
     executions = store.get_executions_by_context(run.id)
     node_of = _nodes_of(store, executions)
     events = store.get_events_by_execution_ids([e.id for e in executions])
     producer_of = {ev.artifact_id: node_of.get(ev.execution_id) for ev in events if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)}
     artifact_types = {t.id: t.name for t in store.get_artifact_types()}
-    return [(producer_of.get(a.id), artifact_types.get(a.type_id), a) for a in store.get_artifacts_by_id(list(producer_of))]
+    return [RunArtifact(producer_of.get(a.id), artifact_types.get(a.type_id), a.uri,
+                        {key: _plain_value(value) for values in (a.properties, a.custom_properties)
+                         for key, value in values.items()})
+            for a in store.get_artifacts_by_id(list(producer_of))]
 
 
 def summarize_run(store, run, pipeline_name: str) -> RunSummary:
@@ -165,11 +184,17 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
     )
     # A cached Pusher means this exact model was pushed by an earlier run.
     summary.already_pushed = "Pusher" in summary.cached
-    for producer, kind, artifact in run_output_artifacts(store, run):
-        props = artifact.custom_properties
-        if kind == "ModelBlessing":
-            summary.blessed = props["blessed"].int_value == 1 if "blessed" in props else None
-        elif kind == "ModelEvaluation":
+    read_outputs(summary, run_output_artifacts(store, run))
+    return summary
+
+
+def read_outputs(summary: RunSummary, artifacts: List[RunArtifact]) -> None:
+    """Fills in what the run's outputs say: blessing, metrics, pushes, the kept epoch, ingest counts."""
+    for artifact in artifacts:
+        props = artifact.properties
+        if artifact.kind == "ModelBlessing":
+            summary.blessed = int(props["blessed"]) == 1 if props.get("blessed") is not None else None
+        elif artifact.kind == "ModelEvaluation":
             accuracies = _metric_by_model(artifact.uri, GATED_METRIC[CLASSIFICATION])
             summary.accuracy = accuracies.get("candidate")
             summary.baseline_accuracy = accuracies.get("baseline")
@@ -177,27 +202,25 @@ def summarize_run(store, run, pipeline_name: str) -> RunSummary:
             summary.mean_absolute_error = errors.get("candidate")
             summary.baseline_mean_absolute_error = errors.get("baseline")
             summary.validation_failures = _validation_failures(artifact.uri)
-        elif kind == "PushedModel" and producer == "EdgePusher":
+        elif artifact.kind == "PushedModel" and artifact.producer == "EdgePusher":
             summary.edge = _edge_summary(artifact)
-        elif kind == "PushedModel":
-            summary.pushed = props["pushed"].int_value == 1 if "pushed" in props else False
+        elif artifact.kind == "PushedModel":
+            summary.pushed = props.get("pushed") is not None and int(props["pushed"]) == 1
             summary.already_pushed = summary.already_pushed or "already_pushed" in props
-            if "pushed_version" in props:
-                summary.pushed_version = int(props["pushed_version"].string_value)
-                summary.pushed_destination = props["pushed_destination"].string_value
-        elif kind == "ModelRun":
+            if props.get("pushed_version") is not None:
+                summary.pushed_version = int(props["pushed_version"])
+                summary.pushed_destination = str(props["pushed_destination"])
+        elif artifact.kind == "ModelRun":
             training = TrainingSummary.read(artifact.uri)
             if training:
                 summary.kept_epoch, summary.epochs_run = training.kept_epoch, training.epochs_run
                 summary.kept_because, summary.training_warnings = training.kept_because, training.warnings
-        elif kind == "Examples":
-            span = artifact.properties.get("span") or props.get("span")
-            if span is not None:
-                summary.span = span.int_value
-            if "files_ingested" in props:
-                summary.files_ingested = props["files_ingested"].int_value
-                summary.files_skipped = props["files_skipped"].int_value
-    return summary
+        elif artifact.kind == "Examples":
+            if props.get("span") is not None:
+                summary.span = int(props["span"])
+            if props.get("files_ingested") is not None:
+                summary.files_ingested = int(props["files_ingested"])
+                summary.files_skipped = int(props["files_skipped"])
 
 
 def serving_now(serving_dir: Path) -> Optional[Dict]:
@@ -211,13 +234,13 @@ def serving_now(serving_dir: Path) -> Optional[Dict]:
     return {"stable": rollout.stable, "canary": rollout.canary} if rollout else None
 
 
-def _edge_summary(artifact) -> Dict:
-    props = artifact.custom_properties
+def _edge_summary(artifact: RunArtifact) -> Dict:
+    props = artifact.properties
     report_path = Path(artifact.uri) / EDGE_REPORT_FILE
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     return {
-        "pushed": "pushed" in props and props["pushed"].int_value == 1,
-        "version": props["pushed_version"].int_value if "pushed_version" in props else None,
-        "destination": props["pushed_destination"].string_value if "pushed_destination" in props else None,
+        "pushed": props.get("pushed") is not None and int(props["pushed"]) == 1,
+        "version": int(props["pushed_version"]) if props.get("pushed_version") is not None else None,
+        "destination": str(props["pushed_destination"]) if props.get("pushed_destination") is not None else None,
         **report,
     }

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 from components.contracts import RUN_LOCK_FILE, OutputLayout
 from imagepipe.describe import shown_path
-from imagepipe.results import RunSummary, latest_run, serving_now, summarize_run
+from imagepipe.results import RunSummary, latest_run, run_output_artifacts, serving_now, summarize_run
 from imagepipe.spec import LoadedSpec
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -162,7 +162,8 @@ def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress:
         try:
             from imagepipe.report import write_report
 
-            summary.report = str(write_report(loaded, summary, store, run, Path(layout.reports_dir)))
+            summary.report = str(write_report(loaded, summary, run_output_artifacts(store, run),
+                                              Path(layout.reports_dir)))
         except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
             logging.getLogger(__name__).exception("report failed")
             progress(f"warning: the run report could not be written: {type(exc).__name__}: {exc}")

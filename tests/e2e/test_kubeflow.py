@@ -38,9 +38,23 @@ def test_the_compiled_pipeline_runs_task_by_task_and_its_resolvers_find_the_last
     cluster = tmp_path / "cluster" / "digits-kfp"
     assert (cluster / "serving" / "digits-kfp" / "1" / "saved_model.pb").is_file(), first.stderr[-3000:]
     assert (cluster / "edge" / "digits-kfp" / "1" / "model_int8.tflite").is_file(), first.stderr[-3000:]
+    # The same summary as `imagepipe run` (the spec found through the job's description), and a report.
+    assert "9 component(s) executed" in first.stdout, first.stdout
+    assert "pushed version 1 to " in first.stdout, first.stdout
+    reports = list((cluster / "reports").glob("kfp-local-*/report.html"))
+    assert len(reports) == 1 and "Confusion matrix" in reports[0].read_text(), first.stdout
 
-    second = imagepipe("run-compiled", str(job_file), "--project-dir", str(REPO))
-    assert second.returncode == 0, second.stderr[-3000:]
+    # Second run, recompiled with a flash budget no model fits: served, but the edge push is refused,
+    # and the exit code and JSON say so as `imagepipe run`'s do.
+    spec["push"]["edge"]["flash_budget_bytes"] = 1000
+    spec_path.write_text(yaml.safe_dump(spec))
+    assert imagepipe("compile", str(spec_path), "--target", "kubeflow", "--output", str(job_file)).returncode == 0
+    second = imagepipe("run-compiled", str(job_file), "--project-dir", str(REPO), "--json")
+    assert second.returncode == 3, second.stderr[-3000:]
+    outcome = json.loads(second.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == "edge_not_pushed" and outcome["blessed"] is True, outcome
+    assert outcome["pushed_version"] == 2 and outcome["edge"]["pushed"] is False, outcome
+    assert "> flash budget 1,000 B" in " ".join(outcome["edge"]["refused_because"]), outcome["edge"]
     log = ArtifactLog(cluster / "tfx" / ARTIFACT_LOG)
     models = [a for a in log.artifacts if a["type"]["schemaTitle"] == "tfx.Model"]
     blessings = [a for a in log.artifacts if a["type"]["schemaTitle"] == "tfx.ModelBlessing"]
