@@ -114,3 +114,26 @@ def test_a_resolver_query_returns_the_newest_match_and_follows_placeholders(tmp_
     query = "schema_title=\"tfx.Model\" AND state=LIVE AND name=\"{{$.inputs.artifacts['input'].metadata['current_model_id']}}\""
     assert [a["uri"] for a in reloaded.query(query, {"input": blessed})] == ["/m1"]
     assert reloaded.query(query, {"input": []}) == []
+
+
+def test_a_compiled_run_is_summarized_from_its_artifact_list_as_a_local_run_is_from_ml_metadata(tmp_path):
+    """run-compiled's exit code and JSON come from the tasks' output artifacts (KFP metadata, not MLMD)."""
+    from imagepipe.kubeflow_local import CompiledRun
+    from imagepipe.results import RunSummary, read_outputs
+
+    edge_dir = tmp_path / "edge_report"
+    edge_dir.mkdir()
+    (edge_dir / "edge_report.json").write_text('{"refused_because": ["int8 model 2,384 B > flash budget 1,000 B"]}')
+    record = CompiledRun(run_id="kfp-local-1", started_at="2026-12-01T00:00:00Z", executed=["Evaluator", "Pusher", "EdgePusher"])
+    record.produced = {
+        "Evaluator": {"blessing": [{"type": {"schemaTitle": "tfx.ModelBlessing"}, "uri": "b", "metadata": {"blessed": 1.0}}]},
+        "Pusher": {"pushed_model": [{"type": {"schemaTitle": "tfx.PushedModel"}, "uri": "p",
+                                     "metadata": {"pushed": 1.0, "pushed_version": "2", "pushed_destination": "/s/2"}}]},
+        "EdgePusher": {"pushed_model": [{"type": {"schemaTitle": "tfx.PushedModel"}, "uri": str(edge_dir),
+                                         "metadata": {"pushed": 0.0}}]},
+    }
+    summary = RunSummary(pipeline="digits", run_id=record.run_id, executed=record.executed, cached=[])
+    read_outputs(summary, record.outputs())
+    assert (summary.blessed, summary.pushed, summary.pushed_version) == (True, True, 2)
+    assert summary.edge["pushed"] is False and "flash budget 1,000 B" in summary.edge["refused_because"][0]
+    assert summary.status == "edge_not_pushed" and summary.exit_code == 3
