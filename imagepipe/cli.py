@@ -38,12 +38,21 @@ def _spec_or_exit(spec_path: Path, check_paths: bool = True):
 
 @main.command("run")
 @click.argument("spec_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--runner", type=click.Choice(["local", "beam"]), default=None, help="Overrides the spec's runner.")
+@click.option("--runner", type=click.Choice(["local", "beam", "portable"]), default=None,
+              help="Overrides the spec's runner (portable needs the spec's beam.job_endpoint).")
 @click.option("--quiet", is_flag=True, help="Print only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line at the end.")
 def run_command(spec_path: Path, runner: str | None, quiet: bool, as_json: bool) -> None:
     """Run the pipeline of SPEC_PATH (e.g. pipelines/digits.yaml)."""
     loaded = _spec_or_exit(spec_path)
+    if runner == "portable":
+        from imagepipe.spec import check_portable
+
+        try:
+            check_portable(loaded.spec.beam)
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {loaded.path}: --runner portable: {exc}", highlight=False)
+            sys.exit(results.EXIT_INVALID)
     outcome = _supervised_run(loaded, runner, show_progress=not (quiet or as_json))
     if outcome["status"] == "busy":
         console.print(f"[red]refused:[/red] {outcome['error']}", highlight=False)
@@ -165,6 +174,28 @@ def data_photos(out_dir: Path, per_class: int, seed: int) -> None:
     click.echo(f"wrote {sum(counts.values())} images in {len(counts)} class folders under {out_dir}")
 
 
+@data_group.command("fashion-mnist")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/fashion-mnist"),
+              show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="train: the 60,000 images pipelines split into train and eval; test: the 10,000 held out.")
+@click.option("--per-class", type=click.IntRange(min=1), default=None, help="Write at most this many per class.")
+@click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A folder with the four idx files (default: Debian's dataset-fashion-mnist, then Keras' cache).")
+def data_fashion_mnist(out_dir: Path, split: str, per_class: int | None, source: Path | None) -> None:
+    """Fashion-MNIST (MIT) as PNG folders tshirt_top, trouser, pullover, dress, coat, sandal, shirt, sneaker,
+    bag, ankle_boot (label indices 0-9 in that order)."""
+    from imagepipe.datasets import DataMissing, write_fashion_mnist
+
+    try:
+        counts = write_fashion_mnist(out_dir, split=split, per_class=per_class, source=source,
+                                     progress=lambda done, total: click.echo(f"{done:,} of {total:,} images", err=True))
+    except (DataMissing, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(results.EXIT_FAILED)
+    click.echo(f"wrote {sum(counts.values())} {split} images in {len(counts)} class folders under {out_dir}")
+
+
 @data_group.command("sine")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/sine"),
               show_default=True)
@@ -265,6 +296,28 @@ def edge_verify(bundle_dir: Path) -> None:
                f"{len(manifest['ops'])} op(s), golden outputs bit-exact in TFLite Micro and TFLite's reference "
                f"kernels, arena {manifest['arena_bytes']} bytes: the minimum for the tflite-micro Python wrapper "
                "on this host, an upper bound for a device)")
+
+
+@edge_group.command("device-check")
+@click.argument("bundle_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--tflm-source", type=click.Path(exists=True, path_type=Path), required=True,
+              help="A TensorFlow Lite Micro source tree with its third-party downloads (or its .tar.gz).")
+@click.option("--target", type=click.Choice(sorted(["host", "cortex-m4f"])), default="host", show_default=True,
+              help="host: g++, run here; cortex-m4f: arm-none-eabi-g++, run under qemu-system-arm (mps2-an386).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON line.")
+def edge_device_check(bundle_dir: Path, tflm_source: Path, target: str, as_json: bool) -> None:
+    """Build BUNDLE_DIR with the TFLite Micro C++ library for TARGET: golden vectors bit-exact, the smallest
+    arena (bisection, plain MicroInterpreter), a minimal firmware's flash and RAM."""
+    from components.edge_pusher.device_check import DeviceCheckError, describe, device_check
+
+    progress = (lambda message: None) if as_json else (lambda message: click.echo(message, err=True))
+    try:
+        result = device_check(bundle_dir, tflm_source, target, progress=progress)
+    except (DeviceCheckError, FileNotFoundError, KeyError, ValueError) as exc:
+        console.print(f"[red]device check failed:[/red] {exc}", highlight=False)
+        sys.exit(results.EXIT_FAILED)
+    click.echo(json.dumps(result) if as_json else f"{bundle_dir}: {describe(result)}")
+    sys.exit(results.EXIT_PUSHED if result["golden_bit_exact"] else results.EXIT_FAILED)
 
 
 @main.command("compile")

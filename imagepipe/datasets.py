@@ -10,6 +10,11 @@ one folder per class 0..9. Nothing is downloaded.
 sample photos (astronaut, cat, coffee, rocket): random crops, flips, sizes from
 24 to 1,600 pixels, colour changes, JPEG and PNG, and awkward files among them
 (grayscale, RGBA, CMYK, EXIF-rotated). Seeded, so the same every time.
+
+`fashion-mnist`: Zalando's Fashion-MNIST (MIT; 60,000 train + 10,000 test 28x28
+grayscale images of 10 kinds of clothing) from its four idx files, as PNG
+folders named FASHION_CLASSES (label indices 0-9 in that order). The files come
+from --source, Debian's `dataset-fashion-mnist` package or Keras' dataset cache.
 """
 from __future__ import annotations
 
@@ -129,6 +134,74 @@ def write_photos(out_dir: Path, per_class: int = 50, seed: int = 0) -> Dict[str,
             partial.write_bytes(buffer.getvalue())
             partial.rename(path)
             counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+FASHION_CLASSES = ["tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle_boot"]
+FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_FOLDERS = [Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".keras" / "datasets" / "fashion-mnist"]
+FASHION_INSTALL = "apt-get install dataset-fashion-mnist (Debian), or pass --source DIR with the four idx files"
+
+
+class DataMissing(RuntimeError):
+    """The files a data set is written from are not on this machine; the message says how to get them."""
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    return next((folder / (name + suffix) for suffix in (".gz", "") if (folder / (name + suffix)).is_file()), None)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (gzip or not): magic 0x0000 08 <dims>, big-endian sizes, then uint8 data."""
+    import gzip
+
+    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an idx file of unsigned bytes (magic {data[:4].hex()})")
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: {values.size} values, the header says {shape} (truncated?)")
+    return values.reshape(shape)
+
+
+def fashion_mnist_arrays(split: str, source: Path | None = None) -> tuple:
+    """(images uint8 [n, 28, 28], labels uint8 [n]) of one split, from the first folder that has both files."""
+    folders = [Path(source)] if source else FASHION_FOLDERS
+    images_name, labels_name = FASHION_FILES[split]
+    for folder in folders:
+        images, labels = _idx_file(folder, images_name), _idx_file(folder, labels_name)
+        if images and labels:
+            return read_idx(images), read_idx(labels)
+    looked = ", ".join(str(folder) for folder in folders)
+    raise DataMissing(f"Fashion-MNIST {split} files ({images_name}[.gz], {labels_name}[.gz]) are not in {looked}; "
+                      f"fix: {FASHION_INSTALL}")
+
+
+def write_fashion_mnist(out_dir: Path, split: str = "train", per_class: int | None = None, source: Path | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> Dict[str, int]:
+    """Writes <out_dir>/<class name>/<split>_<index>.png (at most `per_class` per class, the first ones in the
+    file's order); returns images per class. Files already there are kept (a stopped run resumes)."""
+    images, labels = fashion_mnist_arrays(split, source)
+    out_dir = Path(out_dir)
+    counts: Dict[str, int] = {}
+    for index, (pixels, label) in enumerate(zip(images, labels)):
+        name = FASHION_CLASSES[int(label)]
+        if per_class is not None and counts.get(name, 0) >= per_class:
+            continue
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{split}_{index:05d}.png"
+        if not path.exists():
+            partial = folder / f".{path.name}.partial"
+            Image.fromarray(pixels, mode="L").save(partial, format="PNG")
+            partial.rename(path)
+        counts[name] = counts.get(name, 0) + 1
+        if progress and (index + 1) % 5000 == 0:
+            progress(index + 1, len(labels))
     return counts
 
 

@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from imagepipe.kubeflow import IMAGE_PROJECT_DIR, SPEC_NOTE
 from components.contracts import OutputLayout
+from imagepipe.kubeflow import IMAGE_PROJECT_DIR, SPEC_NOTE
 from imagepipe.results import RunArtifact, RunSummary, read_outputs, serving_now
 
 ARTIFACT_LOG = "kfp_local_artifacts.json"

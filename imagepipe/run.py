@@ -59,9 +59,15 @@ class ProgressHandler(logging.Handler):
 
 def beam_pipeline_args(loaded: LoadedSpec, runner: str) -> List[str]:
     """local: each component's Beam job in-process; beam: DirectRunner worker processes, one per core
-    by default. The spec's beam.pipeline_args come last, so they override these."""
+    by default; portable: Beam's PortableRunner, jobs to beam.job_endpoint. The spec's beam.pipeline_args
+    come last, so they override these."""
     beam = loaded.spec.beam
-    if runner == "beam":
+    if runner == "portable":
+        defaults = ["--runner=PortableRunner", f"--job_endpoint={beam.job_endpoint}",
+                    f"--environment_type={beam.environment_type}"]
+        if beam.environment_config:
+            defaults.append(f"--environment_config={beam.environment_config}")
+    elif runner == "beam":
         workers = beam.direct_num_workers or os.cpu_count() or 1
         defaults = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     else:
@@ -70,6 +76,7 @@ def beam_pipeline_args(loaded: LoadedSpec, runner: str) -> List[str]:
 
 
 def dag_runner(runner: str):
+    # portable: the components run here (LocalDagRunner); their Beam jobs go to the job endpoint.
     if runner == "beam":
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 

@@ -132,11 +132,39 @@ class PushSpec(_Strict):
 
 class BeamSpec(_Strict):
     direct_num_workers: int = Field(0, ge=0, description="runner beam: DirectRunner worker processes; 0 = one per core.")
+    job_endpoint: Optional[str] = Field(
+        None, description="runner portable: the Beam Job API endpoint every component's Beam job is submitted to "
+        "(host:port), e.g. a Flink or Spark job server, or Beam's local job service.")
+    environment_type: Literal["EXTERNAL", "DOCKER", "PROCESS", "LOOPBACK"] = Field(
+        "EXTERNAL", description="runner portable: where the SDK workers run. EXTERNAL: a worker pool you started "
+        "(beam.environment_config = its host:port); DOCKER: the image in beam.environment_config (build it from "
+        "the Dockerfile: the workers import this project's components).")
+    environment_config: Optional[str] = Field(
+        None, description="runner portable: the worker pool's host:port (EXTERNAL) or the SDK image (DOCKER).")
     pipeline_args: List[str] = Field(
         default_factory=list,
         description="Passed to every component's Beam job unchanged, after imagepipe's defaults, so they win "
         "(e.g. --runner=FlinkRunner --flink_master=host:8081, or Dataflow's options).",
     )
+
+    @field_validator("job_endpoint")
+    @classmethod
+    def _host_port(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[\w.\-\[\]:]+:\d{1,5}", value):
+            raise ValueError(f"{value!r} is not host:port (e.g. localhost:8099)")
+        return value
+
+
+def check_portable(beam: BeamSpec) -> None:
+    """runner portable needs a job endpoint, and a worker pool or image unless the workers run in the launcher."""
+    if not beam.job_endpoint:
+        raise ValueError("runner portable needs beam.job_endpoint; fix: set it to the job server's host:port "
+                         "(e.g. localhost:8099 for `python -m apache_beam.runners.portability.local_job_service_main "
+                         "--port 8099`, or a Flink/Spark job server)")
+    if beam.environment_type in ("EXTERNAL", "DOCKER") and not beam.environment_config:
+        example = "localhost:50000 (a worker pool)" if beam.environment_type == "EXTERNAL" else "the project's image"
+        raise ValueError(f"beam.environment_type {beam.environment_type} needs beam.environment_config; fix: set it "
+                         f"to {example}")
 
 
 class NotifySpec(_Strict):
@@ -181,9 +209,11 @@ class Spec(_Strict):
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     push: PushSpec = Field(default_factory=PushSpec)
-    runner: Literal["local", "beam"] = Field(
+    runner: Literal["local", "beam", "portable"] = Field(
         "local", description="local: LocalDagRunner; beam: BeamDagRunner, the components' Beam jobs on the "
-        "DirectRunner in multi-processing mode (or wherever beam.pipeline_args point)."
+        "DirectRunner in multi-processing mode (or wherever beam.pipeline_args point); portable: LocalDagRunner, "
+        "every component's Beam job submitted to beam.job_endpoint (Beam's portable runner: the path Flink, "
+        "Spark and Dataflow Runner v2 take), SDK workers as beam.environment_type says."
     )
     beam: BeamSpec = Field(default_factory=BeamSpec)
     notify: Optional[NotifySpec] = Field(None, description="Post each run's JSON summary to a webhook.")
@@ -199,6 +229,12 @@ class Spec(_Strict):
                 "(it becomes a folder name under the output directory)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _portable_has_an_endpoint(self) -> "Spec":
+        if self.runner == "portable":
+            check_portable(self.beam)
+        return self
 
     @model_validator(mode="after")
     def _data_root_has_at_most_one_span(self) -> "Spec":
@@ -368,7 +404,9 @@ def check_data_root(loaded: LoadedSpec) -> None:
         return
     data_root = loaded.data_root
     if not data_root.is_dir():
-        hint = " (run `imagepipe data digits --out data/digits` to write the default data)" if "digits" in root else ""
+        # The shipped data sets: name the command that writes them.
+        shipped = next((name for name in ("fashion-mnist", "digits", "photos") if name in root), None)
+        hint = f" (run `imagepipe data {shipped} --out {root}` to write it)" if shipped else ""
         raise SpecError(
             f"{loaded.path}: field `data.root`: folder {data_root} does not exist; "
             f"fix: point data.root at a folder of class sub-folders{hint}"

@@ -49,3 +49,16 @@ def mixed_image_folder(tmp_path: Path) -> Path:
     (root / "dogs" / "notes.jpg").write_text("not an image")
     (root / "dogs" / ".hidden.png").write_bytes(encode(gradient(8, 8, 3), "PNG"))
     return root
+
+
+@pytest.fixture(scope="session")
+def tflm_source() -> Path:
+    """A TensorFlow Lite Micro source tree (or its .tar.gz) with its third-party downloads, named by
+    IMAGEPIPE_TFLM_SOURCE: the device checks build the bundles with it. This machine cannot download
+    TFLM, so the tests that need it are skipped, saying so, when it is not given."""
+    source = os.environ.get("IMAGEPIPE_TFLM_SOURCE")
+    if not source:
+        pytest.skip("IMAGEPIPE_TFLM_SOURCE is not set (a TFLM source tree or .tar.gz): no device check")
+    if not Path(source).exists():
+        pytest.fail(f"IMAGEPIPE_TFLM_SOURCE={source} does not exist")
+    return Path(source)

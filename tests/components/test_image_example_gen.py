@@ -210,7 +210,7 @@ def test_labels_per_class_keeps_that_many_labels_in_the_train_split_only(tmp_pat
 
 
 def test_the_kept_labels_depend_on_the_seed_not_on_the_listing_order(tmp_path):
-    root = digits_folder(tmp_path / "images")
+    digits_folder(tmp_path / "images")
     config = output_config_json()
     files = {f"c{c}": sorted(f"c{c}/{i:02d}.png" for i in range(20)) for c in range(3)}
     dropped = executor.labels_to_drop(files, ["c0", "c1", "c2"], 2, 7, config)

@@ -267,3 +267,33 @@ def test_the_run_report_has_every_section_and_renders_in_chromium(sine_run):
     check_report(report, expected_charts=2, must_contain=["eval mean absolute error", "int8 .tflite bytes",
                                                           "float / int8 mean absolute error"])
     screenshot(report)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("target", ["host", "cortex-m4f"])
+def test_the_bundle_runs_bit_exact_on_the_tflm_library_in_less_arena_than_the_wrapper_says(
+        sine_run, tflm_source, target):
+    """The bundle's own sources built with the TFLite Micro C++ library (on Cortex-M4F: cross-compiled and
+    run under QEMU): golden outputs bit for bit, the device's arena below the wrapper's host figure, and a
+    minimal firmware's flash split into model and runtime."""
+    result = imagepipe("edge", "device-check", str(bundle_dir(sine_run[0])), "--tflm-source", str(tflm_source),
+                       "--target", target, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    manifest = json.loads((bundle_dir(sine_run[0]) / "manifest.json").read_text())
+    assert figures["golden_bit_exact"] and figures["golden_vectors"] == len(
+        json.loads((bundle_dir(sine_run[0]) / "golden.json").read_text())["outputs"])
+    # The wrapper's recording allocator keeps its bookkeeping in the arena: a device needs less.
+    assert 256 < figures["arena_bytes"] < manifest["arena_bytes"], figures
+    assert figures["flash_model_bytes"] == manifest["files"]["model_int8.tflite"]["bytes"]
+    # The interpreter, the allocator and the kernels: tens of kilobytes beside a 2 KB model.
+    assert 10_000 < figures["flash_runtime_bytes"] < 200_000, figures
+    assert figures["ram_bytes"] == figures["arena_bytes"] + figures["ram_other_static_bytes"]
+
+
+def test_the_device_check_fails_when_the_library_computes_other_outputs_than_golden(sine_run, tflm_source, tmp_path):
+    copy = copied_bundle(sine_run, tmp_path)
+    tamper_golden(copy)
+    result = imagepipe("edge", "device-check", str(copy), "--tflm-source", str(tflm_source), "--target", "host")
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "golden vectors [0] of" in result.stdout and "DIFFER" in result.stdout, result.stdout
