@@ -129,6 +129,23 @@ class ImageSpec(BaseModel):
     )
 
 
+# --- the spec's `push.edge.device`: the EdgePusher's check on the TFLite Micro C++ library -----
+class DeviceCheckSpec(BaseModel):
+    """The spec's push.edge.device; the EdgePusher gets it as JSON (tflm_source resolved) and parses it back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tflm_source: str = Field(..., description="A TensorFlow Lite Micro source tree with its third-party downloads "
+                             "(or its .tar.gz), absolute or relative to the project folder (as data.root): every edge push is built "
+                             "and run on the TFLM C++ library, as `imagepipe edge device-check` does.")
+    target: Literal["host", "cortex-m4f"] = Field(
+        "cortex-m4f", description="cortex-m4f: arm-none-eabi-g++, run under qemu-system-arm (mps2-an386); "
+        "host: g++, run here. The RAM budget then counts the device's arena and other static RAM.")
+    flash_counts_runtime: bool = Field(
+        False, description="true: the flash budget covers a minimal firmware (model + TFLM runtime), not the "
+        "model alone.")
+
+
 # --- the output layout: everything one pipeline writes, under <output_dir>/<pipeline>/ ----------
 RUN_LOCK_FILE = ".run.lock"
 

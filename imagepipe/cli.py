@@ -292,10 +292,13 @@ def edge_verify(bundle_dir: Path) -> None:
     except (BundleMismatch, FileNotFoundError, KeyError, ValueError) as exc:
         console.print(f"[red]bundle does not verify:[/red] {exc}", highlight=False)
         sys.exit(results.EXIT_FAILED)
+    devices = "; ".join(f"{target}: arena {figures['arena_bytes']} bytes, flash {figures['flash_bytes']} bytes "
+                        "(the TFLite Micro library, recorded at push; recheck with `imagepipe edge device-check`)"
+                        for target, figures in manifest.get("devices", {}).items())
     click.echo(f"{bundle_dir}: verified ({manifest['files']['model_int8.tflite']['bytes']} bytes int8, "
                f"{len(manifest['ops'])} op(s), golden outputs bit-exact in TFLite Micro and TFLite's reference "
                f"kernels, arena {manifest['arena_bytes']} bytes: the minimum for the tflite-micro Python wrapper "
-               "on this host, an upper bound for a device)")
+               f"on this host, an upper bound for a device{'; ' + devices if devices else ''})")
 
 
 @edge_group.command("device-check")

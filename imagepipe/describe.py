@@ -61,6 +61,12 @@ def describe_edge(edge: Dict) -> str:
     numbers = (f"int8 {edge['int8_model_bytes']} bytes (float {edge['float_model_bytes']}), "
                f"arena {edge['arena_bytes']} bytes, {metric.replace('_', ' ')} int8 {edge[f'int8_{metric}']:.4f} "
                f"vs float {edge[f'float_{metric}']:.4f}")
+    device = edge.get("device")
+    if device and "error" not in device:
+        numbers += (f"; on the TFLite Micro library ({device['target']}): arena {device['arena_bytes']} bytes, "
+                    f"RAM {device['ram_bytes']}, flash {device['flash_bytes']} (model {device['flash_model_bytes']} "
+                    f"+ runtime {device['flash_runtime_bytes']}), golden vectors "
+                    f"{'bit-exact' if device['golden_bit_exact'] else 'DIFFER'}")
     if edge["pushed"]:
         return f"edge: version {edge['version']} at {shown_path(edge['destination'])}: {numbers}"
     reasons = edge.get("refused_because") or [name.replace("_", " ") for name, ok in edge["checks"].items() if not ok]

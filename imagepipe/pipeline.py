@@ -231,10 +231,12 @@ def create_pipeline(
     edge_base_dir: str,
     beam_pipeline_args: Optional[List[str]] = None,
     for_kubeflow: bool = False,
+    tflm_source: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
     """`for_kubeflow`: Kubeflow Pipelines v2 runs resolvers in its own metadata
     service and knows only TFX's stock strategies, so the compiled pipeline uses
-    LatestBlessedModelStrategy where local runs use our lineage-aware ones."""
+    LatestBlessedModelStrategy where local runs use our lineage-aware ones.
+    `tflm_source`: push.edge.device.tflm_source resolved (where the EdgePusher finds TFLM)."""
     ingest = generated_ingest if spec.data.generate else image_ingest
     data = ingest(spec, data_root, schema_file)
 
@@ -306,6 +308,8 @@ def create_pipeline(
             max_int8_degradation=edge.max_int8_degradation,
             flash_budget_bytes=edge.flash_budget_bytes,
             ram_budget_bytes=edge.ram_budget_bytes,
+            device_check=edge.device.model_copy(update={"tflm_source": tflm_source or edge.device.tflm_source})
+            .model_dump_json() if edge.device else "",
         ).with_id("EdgePusher"))
 
     return tfx.dsl.Pipeline(

@@ -143,6 +143,7 @@ def _run_locked(loaded: LoadedSpec, layout: OutputLayout, runner: str, progress:
         serving_base_dir=layout.serving_base_dir,
         edge_base_dir=layout.edge_base_dir,
         beam_pipeline_args=beam_pipeline_args(loaded, runner),
+        tflm_source=str(loaded.resolve(edge.device.tflm_source)) if (edge := loaded.spec.push.edge) and edge.device else None,
     )
     # The full TFX/Beam/TensorFlow log goes to a file; the terminal gets progress.
     log_path = Path(layout.logs_dir) / f"run-{time.strftime('%Y%m%dT%H%M%S')}.log"

@@ -16,7 +16,7 @@ from typing import List, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.contracts import CLASSIFICATION, ImageSpec, OutputLayout
+from components.contracts import CLASSIFICATION, DeviceCheckSpec, ImageSpec, OutputLayout
 from trainer_modules.config import FAMILIES, TRAINER_MODULES, AugmentSpec, TrainerSpec  # noqa: F401 (re-exported for readers)
 
 SPAN_TOKEN = "{SPAN}"
@@ -112,7 +112,11 @@ class EdgeSpec(_Strict):
         "for classifiers, mean absolute error for regressors. Measured on the eval split in TFLite Micro.",
     )
     flash_budget_bytes: int = Field(1 << 20, ge=1, description="Device flash for the model: the int8 .tflite must fit.")
-    ram_budget_bytes: int = Field(256 << 10, ge=1, description="Device RAM for the tensor arena, measured in TFLite Micro.")
+    ram_budget_bytes: int = Field(256 << 10, ge=1, description="Device RAM for the tensor arena, measured in TFLite Micro "
+                                  "(with `device`: the arena and other static RAM of a minimal firmware).")
+    device: Optional[DeviceCheckSpec] = Field(
+        None, description="Measure on the TFLite Micro C++ library for a target: bit-exact golden vectors, the "
+        "device's arena, flash and RAM, recorded in the manifest and used by the budgets.")
 
 
 class PushSpec(_Strict):
@@ -137,8 +141,8 @@ class BeamSpec(_Strict):
         "(host:port), e.g. a Flink or Spark job server, or Beam's local job service.")
     environment_type: Literal["EXTERNAL", "DOCKER", "PROCESS", "LOOPBACK"] = Field(
         "EXTERNAL", description="runner portable: where the SDK workers run. EXTERNAL: a worker pool you started "
-        "(beam.environment_config = its host:port); DOCKER: the image in beam.environment_config (build it from "
-        "the Dockerfile: the workers import this project's components).")
+        "(beam.environment_config = its host:port); DOCKER: the SDK image in beam.environment_config (Beam's "
+        "Python SDK image with this project installed: the workers import its components).")
     environment_config: Optional[str] = Field(
         None, description="runner portable: the worker pool's host:port (EXTERNAL) or the SDK image (DOCKER).")
     pipeline_args: List[str] = Field(
@@ -387,7 +391,16 @@ def load_spec(path: str | Path, check_paths: bool = True) -> LoadedSpec:
     check_output_dir(loaded)
     if check_paths:
         check_data_root(loaded)
+        check_device_source(loaded)
     return loaded
+
+
+def check_device_source(loaded: LoadedSpec) -> None:
+    edge = loaded.spec.push.edge
+    if edge and edge.device and not loaded.resolve(edge.device.tflm_source).exists():
+        raise SpecError(f"{loaded.path}: field `push.edge.device.tflm_source`: {loaded.resolve(edge.device.tflm_source)} "
+                        "does not exist; fix: point it at an unpacked tflite-micro tree with its third-party "
+                        "downloads (or its .tar.gz), or remove push.edge.device")
 
 
 def check_data_root(loaded: LoadedSpec) -> None:

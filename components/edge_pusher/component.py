@@ -17,6 +17,8 @@ class EdgePusherSpec(ComponentSpec):
         "max_int8_degradation": ExecutionParameter(type=float),
         "flash_budget_bytes": ExecutionParameter(type=int),
         "ram_budget_bytes": ExecutionParameter(type=int),
+        # The spec's push.edge.device as JSON ({tflm_source, target, flash_counts_runtime}), or "".
+        "device_check": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -43,11 +45,12 @@ class EdgePusher(base_component.BaseComponent):
         flash_budget_bytes: int,
         ram_budget_bytes: int,
         serving_push: Optional[types.BaseChannel] = None,
+        device_check: str = "",
     ):
         super().__init__(spec=EdgePusherSpec(
             model=model, model_blessing=model_blessing, examples=examples, serving_push=serving_push,
             pipeline_name=pipeline_name, base_directory=base_directory,
             representative_samples=representative_samples, max_int8_degradation=max_int8_degradation,
-            flash_budget_bytes=flash_budget_bytes, ram_budget_bytes=ram_budget_bytes,
+            flash_budget_bytes=flash_budget_bytes, ram_budget_bytes=ram_budget_bytes, device_check=device_check,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         ))

@@ -7,6 +7,9 @@
 3. Measure on the eval split: the float model in the TFLite interpreter, the
    int8 model in the TFLite Micro interpreter, with the smallest arena it runs
    in. Accuracy for classifiers, mean absolute error for regressors.
+   With push.edge.device: also build and run it on the TFLite Micro C++ library
+   for the target (device_check.py): bit-exact golden vectors, the device's
+   arena, flash and RAM, which the budgets then use.
 4. Push only if int8 is within tolerance of float and fits the device budget;
    the numbers are reported (edge_report.json, artifact properties) either way.
 """
@@ -17,9 +20,10 @@ import glob
 import importlib.metadata
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -33,10 +37,11 @@ from components.contracts import (
     EDGE_EXPORT_MODEL,
     EDGE_REPORT_FILE,
     SHORT_METRIC,
+    DeviceCheckSpec,
     EdgeInfo,
     edge_export_dir,
 )
-from components.edge_pusher import bundle, tflite_tools
+from components.edge_pusher import bundle, device_check, tflite_tools
 
 GOLDEN_POINTS = 8  # regressors: eval points spread over the input range
 
@@ -133,37 +138,87 @@ def measure(to_inputs, saved_model_dir: str, examples, task: str, representative
                        float_score, int8_score, int(len(eval_inputs)), golden_inputs, golden_outputs, sources)
 
 
-def what_would_fit(measured: Measurement, flash_budget: int, ram_budget: int) -> str:
+def what_would_fit(measured: Measurement, flash_budget: int, ram_budget: int, device: Optional[dict] = None,
+                   flash_counts_runtime: bool = False) -> str:
     """A concrete way out when a model does not fit: the tensor arena grows with the input's pixels,
     the flash with the parameters."""
     hints = []
-    if measured.arena_bytes > ram_budget and len(measured.input_detail["shape"]) == 4:
+    ram_used = device["ram_bytes"] if device and "error" not in device else measured.arena_bytes
+    if ram_used > ram_budget and len(measured.input_detail["shape"]) == 4:
         _, height, width, _ = measured.input_detail["shape"]
-        shrink = (ram_budget / measured.arena_bytes) ** 0.5
+        shrink = (ram_budget / ram_used) ** 0.5
         hints.append(f"an input of about {max(8, int(height * shrink))}x{max(8, int(width * shrink))} "
                      f"(image.height/width; now {height}x{width}) to bring the arena within the RAM budget")
-    if len(measured.model_int8) > flash_budget:
-        hints.append(f"about {flash_budget / len(measured.model_int8):.0%} of the parameters (a smaller family such "
-                     "as squeezenet, or fewer filters/units in trainer.hyperparameters) to fit the flash budget")
+    runtime = device["flash_runtime_bytes"] if device and flash_counts_runtime and "error" not in device else 0
+    if runtime >= flash_budget:
+        hints.append(f"a flash budget above the TFLite Micro runtime's {runtime:,} B ({device['target']}): no model "
+                     "fits beside it in this one")
+    elif len(measured.model_int8) + runtime > flash_budget:
+        share = (flash_budget - runtime) / len(measured.model_int8)
+        hints.append(f"about {share:.0%} of the parameters (a smaller family such as squeezenet, or fewer "
+                     "filters/units in trainer.hyperparameters) to fit the flash budget")
     return "; or ".join(hints)
 
 
-def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int, ram_budget: int) -> dict:
-    """The edge report: every number, each check, and for each failed check the limit with both numbers."""
+def run_device_check(measured: Measurement, device: DeviceCheckSpec, pipeline_name: str) -> dict:
+    """The int8 model and its golden vectors as a bundle in a scratch folder, built and run on the TFLite Micro
+    C++ library for the spec's target (components/edge_pusher/device_check.py); its figures, or {"error": ...}."""
+    ops = tflite_tools.op_names(measured.model_int8)
+    with tempfile.TemporaryDirectory(prefix="imagepipe-device-check-") as scratch:
+        folder = Path(scratch)
+        for name, text in bundle.render_sources(pipeline_name, 0, measured.model_int8, ops).items():
+            (folder / name).write_text(text)
+        (folder / "model_int8.tflite").write_bytes(measured.model_int8)
+        (folder / "golden.json").write_text(json.dumps({"inputs": measured.golden_inputs.tolist(),
+                                                        "outputs": measured.golden_outputs.tolist()}))
+        (folder / bundle.MANIFEST).write_text(json.dumps({"arena_bytes": measured.arena_bytes, "ops": ops}))
+        try:
+            return device_check.device_check(folder, Path(device.tflm_source), device.target,
+                                             progress=lambda message: logging.info("imagepipe device check: %s", message))
+        except device_check.DeviceCheckError as exc:
+            return {"target": device.target, "error": str(exc)}
+
+
+def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int, ram_budget: int,
+           device: Optional[dict] = None, flash_counts_runtime: bool = False) -> dict:
+    """The edge report: every number, each check, and for each failed check the limit with both numbers.
+    With a device check, the RAM budget counts the device's arena and other static RAM, the flash budget
+    (with flash_counts_runtime) a minimal firmware, and the golden vectors must be bit-exact on the device."""
     metric = measured.metric
     lost = degradation(measured.task, measured.float_score, measured.int8_score)
+    on_device = device is not None and "error" not in device
+    if on_device:
+        target = device["target"]
+        ram_used = device["ram_bytes"]
+        ram_reason = (f"{target} RAM {ram_used:,} B (arena {device['arena_bytes']:,} + other static "
+                      f"{device['ram_other_static_bytes']:,}) > RAM budget {ram_budget:,} B")
+    else:
+        ram_used = measured.arena_bytes
+        ram_reason = f"tensor arena {ram_used:,} B > RAM budget {ram_budget:,} B"
+    if on_device and flash_counts_runtime:
+        flash_used = device["flash_bytes"]
+        flash_reason = (f"{device['target']} firmware {flash_used:,} B (model {device['flash_model_bytes']:,} + runtime "
+                        f"{device['flash_runtime_bytes']:,}) > flash budget {flash_budget:,} B")
+    else:
+        flash_used = len(measured.model_int8)
+        flash_reason = f"int8 model {flash_used:,} B > flash budget {flash_budget:,} B"
     checks = {
         "int8_within_tolerance": lost <= max_int8_degradation + 1e-9,  # 0.98 - 0.97 is 0.0100000000000000009
-        "fits_flash": len(measured.model_int8) <= flash_budget,
-        "fits_ram": measured.arena_bytes <= ram_budget,
+        "fits_flash": flash_used <= flash_budget,
+        "fits_ram": ram_used <= ram_budget,
     }
     reasons = {
         "int8_within_tolerance": f"int8 {metric.replace('_', ' ')} {measured.int8_score:.4f} vs float "
                                  f"{measured.float_score:.4f}: {lost:.4f} worse > max_int8_degradation "
                                  f"{max_int8_degradation}",
-        "fits_flash": f"int8 model {len(measured.model_int8):,} B > flash budget {flash_budget:,} B",
-        "fits_ram": f"tensor arena {measured.arena_bytes:,} B > RAM budget {ram_budget:,} B",
+        "fits_flash": flash_reason,
+        "fits_ram": ram_reason,
     }
+    if device is not None:
+        checks["device_check"] = on_device and device["golden_bit_exact"]
+        reasons["device_check"] = (f"device check on {device['target']} failed: {device['error']}" if not on_device else
+                                   f"golden vectors {device['golden_mismatches']} differ on the TFLite Micro library "
+                                   f"({device['target']})")
     report = {
         "metric": metric, f"float_{metric}": measured.float_score, f"int8_{metric}": measured.int8_score,
         "max_int8_degradation": max_int8_degradation,
@@ -172,7 +227,9 @@ def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int
         "eval_samples": measured.eval_samples, "checks": checks, "passed": all(checks.values()),
         "refused_because": [reasons[name] for name, ok in checks.items() if not ok],
     }
-    hint = what_would_fit(measured, flash_budget, ram_budget)
+    if device is not None:
+        report["device"] = device
+    hint = what_would_fit(measured, flash_budget, ram_budget, device, flash_counts_runtime)
     if hint:
         report["what_would_fit"] = hint
     return report
@@ -204,8 +261,12 @@ class Executor(base_executor.BaseExecutor):
                                   "refused_because": [str(exc)]})
             return
 
+        device_spec = (DeviceCheckSpec.model_validate_json(exec_properties["device_check"])
+                       if exec_properties.get("device_check") else None)
+        device = run_device_check(measured, device_spec, exec_properties["pipeline_name"]) if device_spec else None
         report = decide(measured, exec_properties["max_int8_degradation"], exec_properties["flash_budget_bytes"],
-                        exec_properties["ram_budget_bytes"])
+                        exec_properties["ram_budget_bytes"], device,
+                        bool(device_spec and device_spec.flash_counts_runtime))
         for key in ("float_model_bytes", "int8_model_bytes", "arena_bytes"):
             pushed.set_int_custom_property(key, report[key])
         pushed.set_float_custom_property(f"float_{measured.metric}", measured.float_score)
@@ -242,6 +303,8 @@ class Executor(base_executor.BaseExecutor):
             **{k: report[k] for k in ("arena_bytes", f"float_{metric}", f"int8_{metric}", "eval_samples")},
             "arena_measured_with": "the tflite-micro Python wrapper's recording allocator on this host (an upper "
                                    "bound: its bookkeeping is in the arena)",
+            # Per target, measured on the TFLite Micro C++ library (push.edge.device): the device's figures.
+            **({"devices": {report["device"]["target"]: report["device"]}} if "device" in report else {}),
             "tensorflow_version": tf.__version__,
             "converter": f"tf.lite.TFLiteConverter (TensorFlow {tf.__version__})",
             "tflite_micro_version": importlib.metadata.version("tflite-micro"),

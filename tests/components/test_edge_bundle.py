@@ -167,6 +167,47 @@ def test_an_int8_model_that_lost_too_much_is_refused_with_both_scores():
     assert "what_would_fit" not in report
 
 
+def device_figures(arena=55_796, other_static=1_356, model=453_504, runtime=48_940, bit_exact=True):
+    return {"target": "cortex-m4f", "arena_bytes": arena, "ram_bytes": arena + other_static,
+            "ram_other_static_bytes": other_static, "flash_bytes": model + runtime, "flash_model_bytes": model,
+            "flash_runtime_bytes": runtime, "golden_bit_exact": bit_exact, "golden_mismatches": [] if bit_exact else [2]}
+
+
+def test_with_a_device_check_the_budgets_count_the_devices_ram_and_the_firmwares_flash():
+    from components.edge_pusher.executor import decide
+
+    # The wrapper's arena (57,264) fits 57,000 B of RAM no more than the device's arena plus static RAM does.
+    report = decide(measurement(453_504, 57_264), 0.01, 500_000, 57_000, device_figures(), flash_counts_runtime=True)
+    assert report["checks"] == {"int8_within_tolerance": True, "fits_flash": False, "fits_ram": False,
+                                "device_check": True}
+    assert report["refused_because"] == [
+        "cortex-m4f firmware 502,444 B (model 453,504 + runtime 48,940) > flash budget 500,000 B",
+        "cortex-m4f RAM 57,152 B (arena 55,796 + other static 1,356) > RAM budget 57,000 B"]
+    assert "about 99% of the parameters" in report["what_would_fit"]
+    # The same budgets without counting the runtime, and a device that needs less RAM than the wrapper says.
+    report = decide(measurement(453_504, 57_264), 0.01, 500_000, 57_200, device_figures())
+    assert report["passed"] and report["device"]["arena_bytes"] == 55_796
+
+
+def test_a_device_that_computes_other_outputs_or_cannot_build_refuses_the_push_with_the_reason():
+    from components.edge_pusher.executor import decide
+
+    report = decide(measurement(1000, 1000), 0.01, 1 << 20, 256 << 10, device_figures(bit_exact=False))
+    assert report["refused_because"] == ["golden vectors [2] differ on the TFLite Micro library (cortex-m4f)"]
+    broken = {"target": "cortex-m4f", "error": "arm-none-eabi-g++ is not on PATH"}
+    report = decide(measurement(1000, 1000), 0.01, 1 << 20, 256 << 10, broken, flash_counts_runtime=True)
+    assert report["checks"]["device_check"] is False and report["checks"]["fits_flash"] is True
+    assert report["refused_because"] == ["device check on cortex-m4f failed: arm-none-eabi-g++ is not on PATH"]
+
+
+def test_a_runtime_larger_than_the_flash_budget_says_no_model_fits():
+    from components.edge_pusher.executor import decide
+
+    report = decide(measurement(2_384, 1_068), 0.01, 20_000, 256 << 10, device_figures(model=2_384, runtime=32_500),
+                    flash_counts_runtime=True)
+    assert "above the TFLite Micro runtime's 32,500 B (cortex-m4f)" in report["what_would_fit"]
+
+
 def test_golden_vectors_cover_every_class_or_the_input_range():
     from components.edge_pusher.executor import GOLDEN_POINTS, golden_choice
 

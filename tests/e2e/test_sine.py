@@ -297,3 +297,34 @@ def test_the_device_check_fails_when_the_library_computes_other_outputs_than_gol
     result = imagepipe("edge", "device-check", str(copy), "--tflm-source", str(tflm_source), "--target", "host")
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     assert "golden vectors [0] of" in result.stdout and "DIFFER" in result.stdout, result.stdout
+
+
+@pytest.mark.timeout(1200)
+def test_push_edge_device_records_the_targets_figures_and_gates_on_firmware_flash(sine_run, tflm_source, tmp_path):
+    """push.edge.device: the EdgePusher builds every candidate on the TFLM library for Cortex-M4F (under QEMU),
+    records the device's figures in the manifest, and with flash_counts_runtime gates on a firmware's flash."""
+    spec = {key: value for key, value in sine_run[2].items() if key != "notify"}
+    spec["output_dir"] = str(tmp_path / "outputs")
+    device = {"tflm_source": str(tflm_source), "target": "cortex-m4f", "flash_counts_runtime": True}
+    # 64 KiB of flash: room for the model and the TFLM runtime (sine.yaml's 4 KiB budget counts the model alone).
+    spec["push"] = dict(spec["push"], edge=dict(spec["push"]["edge"], device=device, flash_budget_bytes=65536))
+    spec_path = tmp_path / "sine-device.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    result = imagepipe("run", str(spec_path), "--json")
+    assert result.returncode == results.EXIT_PUSHED, result.stdout[-3000:] + result.stderr[-3000:]
+    edge = json.loads(result.stdout.strip().splitlines()[-1])["edge"]
+    assert edge["checks"]["device_check"] is True, edge
+    manifest = json.loads((tmp_path / "outputs" / "sine" / "edge" / "sine" / "1" / "manifest.json").read_text())
+    figures = manifest["devices"]["cortex-m4f"]
+    assert figures["golden_bit_exact"] and figures["arena_bytes"] < manifest["arena_bytes"], figures
+    assert figures["flash_bytes"] == figures["flash_model_bytes"] + figures["flash_runtime_bytes"]
+
+    # A budget the model alone fits (about 2.4 KB) but a firmware with the TFLM runtime does not.
+    spec["push"]["edge"]["flash_budget_bytes"] = 20_000
+    spec_path.write_text(yaml.safe_dump(spec))
+    result = imagepipe("run", str(spec_path), "--json")
+    assert result.returncode == results.EXIT_NOT_BLESSED, result.stderr[-4000:]
+    edge = json.loads(result.stdout.strip().splitlines()[-1])["edge"]
+    assert edge["checks"] == {"int8_within_tolerance": True, "fits_flash": False, "fits_ram": True, "device_check": True}
+    assert re.fullmatch(r"cortex-m4f firmware [\d,]+ B \(model [\d,]+ \+ runtime [\d,]+\) > flash budget 20,000 B",
+                        edge["refused_because"][0]), edge["refused_because"]
