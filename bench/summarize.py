@@ -81,6 +81,13 @@ def rows() -> list[tuple[str, str, str, str]]:
                         f"eval accuracy {acc['mixmatch']:.3f} vs {acc['supervised']:.3f} = {c['gain_points']:+} points",
                         ">= +10 points" if target else "(no target; more room)",
                         verdict(c["gain_points"] >= semi["target_points"]) if target else ""))
+    fashion = (semi or {}).get("fashion-mnist")
+    if fashion and fashion.get("gain_points") is not None:
+        acc = {m: fashion[m]["median_test_accuracy"] for m in ("supervised", "mixmatch")}
+        out.append((f"MixMatch vs supervised-only on Fashion-MNIST, {fashion['labels']} labels, {fashion['steps']:,} "
+                    f"steps, median of {fashion['seeds']} seed(s) (`bench/mixmatch_fashion.py`)",
+                    f"test accuracy {acc['mixmatch']:.3f} vs {acc['supervised']:.3f} = {fashion['gain_points']:+} points",
+                    ">= +10 points, >= 3 seeds", verdict(fashion["target_met"])))
     return out
 
 
@@ -106,6 +113,14 @@ def how_well_rows() -> list[tuple[str, str, str]]:
                     f"({_pct(edge['int8_model_bytes'], edge['float_model_bytes'])} of float's "
                     f"{edge['float_model_bytes']:,}); arena {edge['arena_bytes']:,} bytes",
                     "`bench/results/families.json` (`edge`)"))
+    fashion = (load("fashion") or {}).get("measured", {})
+    for name, entry in sorted(fashion.items()):
+        int8 = (f"; int8 in TFLite Micro {entry['int8_test_accuracy']:.4f} ({entry['int8_model_bytes']:,} bytes)"
+                if "int8_test_accuracy" in entry else "")
+        out.append((f"Fashion-MNIST's 10,000 test images, never seen in training, sent to `serving_default` as PNGs "
+                    f"(`{entry['spec']}`, version {entry['served_version']})",
+                    f"accuracy {entry['test_accuracy']:.4f} (eval split {entry['eval_accuracy']:.4f}, kept epoch "
+                    f"{entry['kept_epoch']} of {entry['epochs_run']}){int8}", "`bench/results/fashion.json`"))
     others = load("other_source_digits")
     if others:
         results = others["results"]

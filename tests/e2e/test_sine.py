@@ -318,6 +318,9 @@ def test_push_edge_device_records_the_targets_figures_and_gates_on_firmware_flas
     figures = manifest["devices"]["cortex-m4f"]
     assert figures["golden_bit_exact"] and figures["arena_bytes"] < manifest["arena_bytes"], figures
     assert figures["flash_bytes"] == figures["flash_model_bytes"] + figures["flash_runtime_bytes"]
+    verified = imagepipe("edge", "verify", str(tmp_path / "outputs" / "sine" / "edge" / "sine" / "1"))
+    assert verified.returncode == 0 and f"cortex-m4f: arena {figures['arena_bytes']} bytes" in verified.stdout, \
+        verified.stdout + verified.stderr[-2000:]
 
     # A budget the model alone fits (about 2.4 KB) but a firmware with the TFLM runtime does not.
     spec["push"]["edge"]["flash_budget_bytes"] = 20_000
