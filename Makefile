@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \
 	  $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { command -v $$p || echo $$p; } && break; done)
 
-.PHONY: run test test-all bench data clean-outputs lock
+.PHONY: run test test-all bench data data-fashion clean-outputs lock
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.10 not found; install it or pass PYTHON=/path/to/python3.10" >&2; exit 1; }
@@ -21,6 +21,14 @@ data/digits:
 	$(VENV)/bin/imagepipe data digits --out data/digits
 
 data: $(VENV)/.installed data/digits
+
+# Fashion-MNIST (pipelines/fashion*.yaml): Debian's package holds the idx files; installed here when root.
+data/fashion-mnist:
+	@test -d /usr/share/datasets/fashion-mnist || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist
+	$(VENV)/bin/imagepipe data fashion-mnist --out data/fashion-mnist
+
+data-fashion: $(VENV)/.installed data/fashion-mnist
 
 run: $(VENV)/.installed data/digits
 	$(VENV)/bin/imagepipe run pipelines/digits.yaml
