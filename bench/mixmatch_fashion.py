@@ -40,14 +40,17 @@ from mixmatch import load_split, train  # noqa: E402 (bench/mixmatch.py: the dig
 from PIL import Image  # noqa: E402
 
 from components.image_transform import decode_image  # noqa: E402
-from imagepipe.datasets import fashion_mnist_arrays  # noqa: E402
+from imagepipe.datasets import FASHION_CLASSES, fashion_mnist_arrays  # noqa: E402
 from imagepipe.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
 
 
 def test_set(image) -> tuple[np.ndarray, np.ndarray]:
-    """The 10,000 test images as PNG bytes through the pipeline's image function, and their labels."""
-    pixels, labels = fashion_mnist_arrays("test")
+    """The 10,000 test images as PNG bytes through the pipeline's image function, and their labels as the
+    pipeline numbers them: the index of the class folder's name in sorted order (not the idx file's index)."""
+    pixels, idx_labels = fashion_mnist_arrays("test")
+    sorted_names = sorted(FASHION_CLASSES)
+    labels = np.array([sorted_names.index(FASHION_CLASSES[int(label)]) for label in idx_labels])
     preprocess = tf.function(lambda data: decode_image(data, image.height, image.width, image.channels,
                                                        image.content_margin, image.dark_background))
 
