@@ -362,7 +362,7 @@ def compile_command(spec_path: Path, target: str, output_file: Path, image: str 
 def run_compiled_command(job_file: Path, project_dir: Path, spec_path: Path | None, quiet: bool, as_json: bool) -> None:
     """Run a compiled Kubeflow job's tasks on this machine, in order, as the KFP backend would; then the
     summary, report, webhook and exit codes of `imagepipe run`."""
-    from imagepipe.kubeflow_local import CompiledRun, TaskFailed, run_compiled, spec_path_of, summarize
+    from imagepipe.kubeflow_local import TaskFailed, run_compiled, spec_path_of, start_run, summarize
 
     job = json.loads(job_file.read_text())
     recorded = spec_path or spec_path_of(job)
@@ -373,9 +373,9 @@ def run_compiled_command(job_file: Path, project_dir: Path, spec_path: Path | No
     loaded = _spec_or_exit(Path(recorded), check_paths=False)
     show_progress = not (quiet or as_json)
     progress = (lambda message: click.echo(message, err=True)) if show_progress else (lambda message: None)
-    record = CompiledRun(run_id="", started_at="")
+    record = start_run()
     try:
-        run_compiled(job_file, project_dir.resolve(), progress=progress, record=record)
+        run_compiled(job, project_dir.resolve(), record, progress=progress)
     except TaskFailed as exc:
         console.print(f"[red]run failed:[/red] {exc}", highlight=False)
         outcome = {"pipeline": loaded.name, "run_id": record.run_id, "status": "failed",

@@ -128,18 +128,19 @@ def spec_path_of(job: Dict) -> Optional[str]:
     return description[len(SPEC_NOTE):] if description.startswith(SPEC_NOTE) else None
 
 
-def run_compiled(job_file: Path, project_dir: Path, progress: Callable[[str], None] = print,
-                 record: Optional[CompiledRun] = None) -> CompiledRun:
-    """Runs every task of the compiled job; returns what ran and each task's output artifacts. Pass
-    `record` to keep what finished before a TaskFailed."""
-    job = json.loads(Path(job_file).read_text())
+def start_run() -> CompiledRun:
+    """The record of a new local run: its id and start time; run_compiled fills in the rest as tasks finish."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return CompiledRun(run_id=f"kfp-local-{stamp}", started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def run_compiled(job: Dict, project_dir: Path, record: CompiledRun, progress: Callable[[str], None] = print
+                 ) -> CompiledRun:
+    """Runs every task of the compiled job (the PipelineJob JSON, parsed), adding each finished task and its
+    output artifacts to `record`, so that what finished before a TaskFailed is kept."""
     spec = job["pipelineSpec"]
     pipeline_root = Path(job["runtimeConfig"]["gcsOutputDirectory"])
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    run_dir = pipeline_root / "kfp_local" / stamp
-    record = record or CompiledRun(run_id="", started_at="")
-    record.run_id = f"kfp-local-{stamp}"
-    record.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_dir = pipeline_root / "kfp_local" / record.run_id.removeprefix("kfp-local-")
     log = ArtifactLog(pipeline_root / ARTIFACT_LOG)
     tasks = spec["root"]["dag"]["tasks"]
     produced = record.produced
