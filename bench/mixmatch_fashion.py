@@ -65,10 +65,13 @@ def test_set(image) -> tuple[np.ndarray, np.ndarray]:
 class Curve(keras.callbacks.Callback):
     """Scores the optimizer's moving average of the weights every `every` steps, without disturbing training."""
 
-    def __init__(self, backbone, images, labels, every: int):
+    def __init__(self, images, labels, every: int):
         super().__init__()
-        self.backbone, self.images, self.labels, self.every = backbone, images, labels, every
+        self.images, self.labels, self.every = images, labels, every
         self.points: list[list[float]] = []
+
+    def on_train_begin(self, logs=None):
+        self.backbone = self.model.backbone  # MixMatch and Supervised both wrap the backbone that is scored
 
     def accuracy(self) -> float:
         return float((self.backbone.predict(self.images, batch_size=500, verbose=0).argmax(axis=1) == self.labels).mean())
@@ -110,25 +113,15 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
     fashion = previous.get("fashion-mnist") or {"labels": int(labelled.sum()), "supervised": {"runs": []},
                                                 "mixmatch": {"runs": []}}
     for method in methods or ("supervised", "mixmatch"):
-        keras.utils.set_random_seed(spec.trainer.seed + seed)
-        curve = {}
-
-        class Recorder(keras.callbacks.Callback):  # train() builds the model; the curve attaches to it here
-            def on_train_begin(self, logs=None):
-                curve["callback"] = Curve(self.model.backbone, test_x, test_y, eval_every)
-                curve["callback"].set_model(self.model)
-
-            def on_train_batch_end(self, batch, logs=None):
-                curve["callback"].on_train_batch_end(batch, logs)
-
+        curve = Curve(test_x, test_y, eval_every)
         print(f"{method}: {steps} steps, seed {spec.trainer.seed + seed}", flush=True)
         backbone, seconds = train(hp, family, backbone_hp, train_x[labelled], train_y[labelled], train_x[~labelled],
                                   num_classes, steps, spec.trainer.batch_size, spec.trainer.learning_rate,
-                                  spec.trainer.seed + seed, semi=method == "mixmatch", callbacks=[Recorder()])
+                                  spec.trainer.seed + seed, semi=method == "mixmatch", callbacks=[curve])
         accuracy = float((backbone.predict(test_x, batch_size=500, verbose=0).argmax(axis=1) == test_y).mean())
         run = {"seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
                "backbone": hp.backbone, "test_accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1),
-               "curve": curve["callback"].points, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
+               "curve": curve.points, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
         fashion[method]["runs"].append(run)
         print(f"{method}: test accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
 
