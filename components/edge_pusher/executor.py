@@ -138,26 +138,31 @@ def measure(to_inputs, saved_model_dir: str, examples, task: str, representative
                        float_score, int8_score, int(len(eval_inputs)), golden_inputs, golden_outputs, sources)
 
 
-def what_would_fit(measured: Measurement, flash_budget: int, ram_budget: int, device: Optional[dict] = None,
-                   flash_counts_runtime: bool = False) -> str:
+def what_would_fit(measured: Measurement, flash_budget: int, ram_budget: int, ram_used: int, runtime_flash: int,
+                   target: str) -> str:
     """A concrete way out when a model does not fit: the tensor arena grows with the input's pixels,
-    the flash with the parameters."""
+    the flash with the parameters (beside the TFLite Micro runtime, when the budget counts it)."""
     hints = []
-    ram_used = device["ram_bytes"] if device and "error" not in device else measured.arena_bytes
     if ram_used > ram_budget and len(measured.input_detail["shape"]) == 4:
         _, height, width, _ = measured.input_detail["shape"]
         shrink = (ram_budget / ram_used) ** 0.5
         hints.append(f"an input of about {max(8, int(height * shrink))}x{max(8, int(width * shrink))} "
                      f"(image.height/width; now {height}x{width}) to bring the arena within the RAM budget")
-    runtime = device["flash_runtime_bytes"] if device and flash_counts_runtime and "error" not in device else 0
-    if runtime >= flash_budget:
-        hints.append(f"a flash budget above the TFLite Micro runtime's {runtime:,} B ({device['target']}): no model "
+    if runtime_flash >= flash_budget:
+        hints.append(f"a flash budget above the TFLite Micro runtime's {runtime_flash:,} B ({target}): no model "
                      "fits beside it in this one")
-    elif len(measured.model_int8) + runtime > flash_budget:
-        share = (flash_budget - runtime) / len(measured.model_int8)
+    elif len(measured.model_int8) + runtime_flash > flash_budget:
+        share = (flash_budget - runtime_flash) / len(measured.model_int8)
         hints.append(f"about {share:.0%} of the parameters (a smaller family such as squeezenet, or fewer "
                      "filters/units in trainer.hyperparameters) to fit the flash budget")
     return "; or ".join(hints)
+
+
+def golden_json(measured: Measurement) -> str:
+    """golden.json: the golden vectors, their outputs in TFLite Micro, and where each came from."""
+    return json.dumps({"input_dtype": "int8", "output_dtype": "int8", "sources": measured.golden_sources,
+                       "inputs": measured.golden_inputs.tolist(), "outputs": measured.golden_outputs.tolist()},
+                      indent=1) + "\n"
 
 
 def run_device_check(measured: Measurement, device: DeviceCheckSpec, pipeline_name: str) -> dict:
@@ -169,8 +174,7 @@ def run_device_check(measured: Measurement, device: DeviceCheckSpec, pipeline_na
         for name, text in bundle.render_sources(pipeline_name, 0, measured.model_int8, ops).items():
             (folder / name).write_text(text)
         (folder / "model_int8.tflite").write_bytes(measured.model_int8)
-        (folder / "golden.json").write_text(json.dumps({"inputs": measured.golden_inputs.tolist(),
-                                                        "outputs": measured.golden_outputs.tolist()}))
+        (folder / "golden.json").write_text(golden_json(measured))
         (folder / bundle.MANIFEST).write_text(json.dumps({"arena_bytes": measured.arena_bytes, "ops": ops}))
         try:
             return device_check.device_check(folder, Path(device.tflm_source), device.target,
@@ -187,20 +191,20 @@ def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int
     metric = measured.metric
     lost = degradation(measured.task, measured.float_score, measured.int8_score)
     on_device = device is not None and "error" not in device
+    target = device["target"] if device is not None else "host"
     if on_device:
-        target = device["target"]
         ram_used = device["ram_bytes"]
         ram_reason = (f"{target} RAM {ram_used:,} B (arena {device['arena_bytes']:,} + other static "
                       f"{device['ram_other_static_bytes']:,}) > RAM budget {ram_budget:,} B")
     else:
         ram_used = measured.arena_bytes
         ram_reason = f"tensor arena {ram_used:,} B > RAM budget {ram_budget:,} B"
-    if on_device and flash_counts_runtime:
-        flash_used = device["flash_bytes"]
-        flash_reason = (f"{device['target']} firmware {flash_used:,} B (model {device['flash_model_bytes']:,} + runtime "
-                        f"{device['flash_runtime_bytes']:,}) > flash budget {flash_budget:,} B")
+    runtime_flash = device["flash_runtime_bytes"] if on_device and flash_counts_runtime else 0
+    flash_used = len(measured.model_int8) + runtime_flash
+    if runtime_flash:
+        flash_reason = (f"{target} firmware {flash_used:,} B (model {len(measured.model_int8):,} + runtime "
+                        f"{runtime_flash:,}) > flash budget {flash_budget:,} B")
     else:
-        flash_used = len(measured.model_int8)
         flash_reason = f"int8 model {flash_used:,} B > flash budget {flash_budget:,} B"
     checks = {
         "int8_within_tolerance": lost <= max_int8_degradation + 1e-9,  # 0.98 - 0.97 is 0.0100000000000000009
@@ -216,9 +220,9 @@ def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int
     }
     if device is not None:
         checks["device_check"] = on_device and device["golden_bit_exact"]
-        reasons["device_check"] = (f"device check on {device['target']} failed: {device['error']}" if not on_device else
+        reasons["device_check"] = (f"device check on {target} failed: {device['error']}" if not on_device else
                                    f"golden vectors {device['golden_mismatches']} differ on the TFLite Micro library "
-                                   f"({device['target']})")
+                                   f"({target})")
     report = {
         "metric": metric, f"float_{metric}": measured.float_score, f"int8_{metric}": measured.int8_score,
         "max_int8_degradation": max_int8_degradation,
@@ -229,7 +233,7 @@ def decide(measured: Measurement, max_int8_degradation: float, flash_budget: int
     }
     if device is not None:
         report["device"] = device
-    hint = what_would_fit(measured, flash_budget, ram_budget, device, flash_counts_runtime)
+    hint = what_would_fit(measured, flash_budget, ram_budget, ram_used, runtime_flash, target)
     if hint:
         report["what_would_fit"] = hint
     return report
@@ -291,8 +295,6 @@ class Executor(base_executor.BaseExecutor):
             return version
         version = self._version(input_dict, base)
         metric = measured.metric
-        golden = {"input_dtype": "int8", "output_dtype": "int8", "sources": measured.golden_sources,
-                  "inputs": measured.golden_inputs.tolist(), "outputs": measured.golden_outputs.tolist()}
         manifest = {
             "pipeline": pipeline_name, "version": version,
             "source_model_artifact_id": model.id, "source_model_uri": model.uri,
@@ -311,7 +313,7 @@ class Executor(base_executor.BaseExecutor):
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         files = {"model_float.tflite": measured.model_float, "model_int8.tflite": measured.model_int8,
-                 "golden.json": json.dumps(golden, indent=1) + "\n",
+                 "golden.json": golden_json(measured),
                  **bundle.render_sources(pipeline_name, version, measured.model_int8, manifest["ops"])}
         destination = bundle.write_bundle(base, version, files, manifest)
         logging.info("EdgePusher: pushed %s", destination)
