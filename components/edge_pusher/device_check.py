@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -136,17 +137,18 @@ def kernel_sources_for(tree: Path, op_names: List[str], sources: List[str]) -> L
     """The kernel files that define the bundle's ops (Register_<OP> from the resolver header), each
     with its `_common` sibling; the link tells if anything else is missing."""
     header = (tree / RESOLVER_HEADER).read_text()
-    wanted = [KERNELS + "/kernel_util.cc"]  # every kernel uses it
     kernel_files = [s for s in sources if s.startswith(KERNELS + "/")]
+    defined_in = {}  # Register_X -> the kernel file that defines it, each file read once
+    for source in kernel_files:
+        for symbol in re.findall(r"TFLMRegistration\s+(Register_\w+)\(\)\s*\{", (tree / source).read_text(errors="replace")):
+            defined_in.setdefault(symbol, source)
+    wanted = [KERNELS + "/kernel_util.cc"]  # every kernel uses it
     for op in op_names:
         method = bundle.resolver_method(op)
         found = re.search(rf"TfLiteStatus {method}\(\s*(?:const )?TFLMRegistration& registration\s*=\s*(?:tflite::)?(Register_\w+)\(\)", header)
-        symbol = found.group(1) if found else f"Register_{op}"
-        for source in kernel_files:
-            text = (tree / source).read_text(errors="replace")
-            if re.search(rf"TFLMRegistration\s+{symbol}\(\)\s*\{{", text):
-                stem = source[:-3]
-                wanted += [source] + [s for s in kernel_files if s.startswith(stem + "_common")]
+        source = defined_in.get(found.group(1) if found else f"Register_{op}")
+        if source:
+            wanted += [source] + [s for s in kernel_files if s.startswith(source[:-3] + "_common")]
     return sorted(set(wanted))
 
 
@@ -156,8 +158,9 @@ def _check_tools(target: Target) -> None:
             raise DeviceCheckError(f"{tool} is not on PATH: the {target.name} device check needs it; fix: {target.install_hint}")
 
 
-def _compiler_version(target: Target) -> str:
-    return subprocess.run([target.compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+@functools.lru_cache(maxsize=None)
+def _compiler_version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
 class Build:
@@ -165,7 +168,7 @@ class Build:
 
     def __init__(self, tree: Path, target: Target, progress: Callable[[str], None]):
         self.tree, self.target, self.progress = tree, target, progress
-        key = json.dumps([str(tree.resolve()), target.name, target.flags, _compiler_version(target)])
+        key = json.dumps([str(tree.resolve()), target.name, target.flags, _compiler_version(target.compiler)])
         self.objects_dir = cache_root() / f"objects-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         downloads = tree / DOWNLOADS
         self.includes = [f"-I{tree}", f"-I{downloads / 'flatbuffers' / 'include'}", f"-I{downloads / 'gemmlowp'}",
@@ -329,7 +332,7 @@ def _check(bundle_dir, manifest, golden, tree, target, build, work, progress) ->
     result = {
         "target": target.name,
         "tflm_source": str(tree),
-        "compiler": _compiler_version(target),
+        "compiler": _compiler_version(target.compiler),
         "golden_vectors": len(golden["outputs"]),
         "golden_bit_exact": not mismatched,
         "golden_mismatches": mismatched,
