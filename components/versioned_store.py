@@ -21,7 +21,8 @@ import shutil
 from typing import Any, Callable, Dict, List, Optional
 
 
-def _remote(path: str) -> bool:
+def is_remote(path: str) -> bool:
+    """An object-store URI (gs://, s3://): no rename, no lock; reached through TFX's file I/O."""
     return "://" in str(path)
 
 
@@ -31,10 +32,34 @@ def _fileio():
     return fileio
 
 
+def join(base: str, *parts: str) -> str:
+    """`os.path.join` that keeps an object-store URI's '//' (pathlib would fold it)."""
+    base = str(base)
+    return posixpath.join(base, *parts) if is_remote(base) else os.path.join(base, *parts)
+
+
+def parent(path: str) -> str:
+    path = str(path).rstrip("/")
+    return posixpath.dirname(path) if is_remote(path) else os.path.dirname(path)
+
+
+def exists(path: str) -> bool:
+    return _fileio().exists(str(path)) if is_remote(path) else os.path.exists(path)
+
+
+def read_text(path: str) -> str:
+    if is_remote(path):
+        with _fileio().open(str(path)) as f:
+            data = f.read()
+        return data.decode("utf-8") if isinstance(data, bytes) else data
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def write_atomically(path: str, text: str) -> None:
     """Replaces `path` with `text` so that a reader sees the old file or the new one, never half of one."""
     path = str(path)
-    if _remote(path):  # an object store replaces an object whole on upload
+    if is_remote(path):  # an object store replaces an object whole on upload
         with _fileio().open(path, "w") as f:
             f.write(text)
         return
@@ -50,13 +75,10 @@ class VersionedStore:
         self.record_name = record_name
 
     def _path(self, *parts: str) -> str:
-        return posixpath.join(self.base, *parts) if _remote(self.base) else os.path.join(self.base, *parts)
-
-    def _exists(self, path: str) -> bool:
-        return _fileio().exists(path) if _remote(path) else os.path.exists(path)
+        return join(self.base, *parts)
 
     def _listdir(self) -> List[str]:
-        if _remote(self.base):
+        if is_remote(self.base):
             fileio = _fileio()
             return [n.rstrip("/") for n in fileio.listdir(self.base)] if fileio.isdir(self.base) else []
         return os.listdir(self.base) if os.path.isdir(self.base) else []
@@ -67,15 +89,10 @@ class VersionedStore:
 
     def versions(self) -> List[int]:
         """Whole versions: those with their record."""
-        return [v for v in self.numbered() if self._exists(self._path(str(v), self.record_name))]
+        return [v for v in self.numbered() if exists(self._path(str(v), self.record_name))]
 
     def record(self, version: int) -> Dict[str, Any]:
-        path = self._path(str(version), self.record_name)
-        if _remote(path):
-            with _fileio().open(path) as f:
-                return json.loads(f.read())
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(read_text(self._path(str(version), self.record_name)))
 
     def find(self, key: str, value: Any) -> Optional[int]:
         """The version whose record has `key` == `value` (the same model pushed before), or None."""
@@ -94,9 +111,9 @@ class VersionedStore:
         `write` into `<staging>/.last/<last>`) and then the record go in after everything else; then the
         staging folder becomes `<base>/<version>`. Refuses to overwrite a version."""
         destination = self._path(str(version))
-        if self._exists(destination):
+        if exists(destination):
             raise FileExistsError(f"{destination} exists; versions are never overwritten")
-        if _remote(self.base):
+        if is_remote(self.base):
             return self._publish_remote(destination, write, record, last)
         staging = self._path(f".partial-{version}-{os.getpid()}")
         os.makedirs(self.base, exist_ok=True)

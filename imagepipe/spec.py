@@ -188,17 +188,20 @@ class KubeflowSpec(_Strict):
                        "e.g. us-docker.pkg.dev/my-project/ml/imagepipe:1.0.")
     output_dir: str = Field(..., description="What outputs/ is for local runs, as the tasks' containers see it: "
                             "pipeline root <output_dir>/<pipeline>/tfx, pushes to <output_dir>/<pipeline>/serving "
-                            "and /edge. A file-system path (e.g. /gcs/my-bucket/imagepipe on Vertex AI's Cloud "
-                            "Storage FUSE, or a mounted volume): pushes are atomic renames, which object-store "
-                            "URIs lack.")
+                            "and /edge. An object-store URI (gs://bucket/imagepipe, s3://bucket/imagepipe: "
+                            "versions are published without rename, the record last) or an absolute path in "
+                            "the container (a mounted volume).")
 
     @field_validator("output_dir")
     @classmethod
-    def _file_system_path(cls, value: str) -> str:
-        if "://" in value or not value.startswith("/"):
-            raise ValueError(f"{value!r} must be an absolute file-system path in the container (e.g. "
-                             "/gcs/my-bucket/imagepipe for gs://my-bucket/imagepipe through Cloud Storage FUSE): "
-                             "pushes are atomic renames, which object-store URIs lack")
+    def _uri_or_absolute_path(cls, value: str) -> str:
+        if "://" in value:
+            if not re.match(r"^(gs|s3)://[^/\s]+", value):
+                raise ValueError(f"{value!r}: only gs:// and s3:// object stores are supported (e.g. "
+                                 "gs://my-bucket/imagepipe)")
+        elif not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an object-store URI (gs://my-bucket/imagepipe) or an absolute "
+                             "path in the container (e.g. /mnt/imagepipe/outputs)")
         return value
     data_root: Optional[str] = Field(None, description="data.root as the cluster sees it (may contain {SPAN}); "
                                      "default: data.root resolved on this machine.")

@@ -1,8 +1,9 @@
 """The edge bundle on disk: C sources, manifest, golden vectors; written atomically.
 
 edge/<pipeline>/<version>/ is assembled in a hidden `.partial-*` folder and
-renamed into place, so a reader sees a whole version or none; `latest` is
-replaced last. Versions are never overwritten.
+renamed into place (on an object store: copied file by file, the manifest
+last), so a reader sees a whole version or none; `latest` is replaced last.
+Versions are never overwritten.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Dict, List
 
 import jinja2
 
+from components import versioned_store
 from components.versioned_store import VersionedStore, write_atomically
 
 TEMPLATES = jinja2.Environment(
@@ -61,15 +63,15 @@ def render_sources(pipeline: str, version: int, model_int8: bytes, op_names: Lis
     }
 
 
-def store(base: Path) -> VersionedStore:
+def store(base: str) -> VersionedStore:
     return VersionedStore(str(base), record_name=MANIFEST)
 
 
-def find_version_of(base: Path, model_artifact_id: int) -> int | None:
+def find_version_of(base: str, model_artifact_id: int) -> int | None:
     return store(base).find("source_model_artifact_id", model_artifact_id)
 
 
-def write_bundle(base: Path, version: int, files: Dict[str, bytes | str], manifest: dict) -> Path:
+def write_bundle(base: str, version: int, files: Dict[str, bytes | str], manifest: dict) -> str:
     """Writes the files and a manifest with each one's size and sha256 (the manifest last, as the version's
     record), then points `latest` at the newest version."""
     manifest = dict(manifest, files={})
@@ -81,15 +83,15 @@ def write_bundle(base: Path, version: int, files: Dict[str, bytes | str], manife
         for name, data in sorted(encoded.items()):
             Path(staging, name).write_bytes(data)
 
-    destination = Path(store(base).publish(version, write, manifest))
+    destination = store(base).publish(version, write, manifest)
     repair_latest(base)
     return destination
 
 
-def repair_latest(base: Path) -> None:
+def repair_latest(base: str) -> None:
     """`latest` names the newest whole version (one with its manifest), whatever a stopped run left."""
     whole = store(base).versions()
-    latest = base / LATEST
-    current = latest.read_text().strip() if latest.is_file() else ""
+    latest = versioned_store.join(base, LATEST)
+    current = versioned_store.read_text(latest).strip() if versioned_store.exists(latest) else ""
     if whole and current != str(whole[-1]):
-        write_atomically(str(latest), f"{whole[-1]}\n")
+        write_atomically(latest, f"{whole[-1]}\n")

@@ -31,6 +31,7 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from components import versioned_store
 from components.contracts import (
     CLASSIFICATION,
     EDGE_EXPORT_INPUTS,
@@ -279,13 +280,13 @@ class Executor(base_executor.BaseExecutor):
             self._refuse(pushed, report)
             return
         self._write_report(pushed, report)
-        base = Path(exec_properties["base_directory"])
+        base = exec_properties["base_directory"]  # a path or an object-store URI
         version = self._publish(base, model, measured, edge_info, report, input_dict, exec_properties["pipeline_name"])
         pushed.set_int_custom_property("pushed", 1)
         pushed.set_int_custom_property("pushed_version", version)
-        pushed.set_string_custom_property("pushed_destination", str(base / str(version)))
+        pushed.set_string_custom_property("pushed_destination", versioned_store.join(base, str(version)))
 
-    def _publish(self, base: Path, model, measured: Measurement, edge_info: EdgeInfo, report: dict, input_dict,
+    def _publish(self, base: str, model, measured: Measurement, edge_info: EdgeInfo, report: dict, input_dict,
                  pipeline_name: str) -> int:
         """The bundle, once per model: a re-run finds its version (and repairs `latest`)."""
         version = bundle.find_version_of(base, model.id)
@@ -335,7 +336,7 @@ class Executor(base_executor.BaseExecutor):
         pushed.set_int_custom_property("pushed", 0)
 
     @staticmethod
-    def _version(input_dict, base: Path) -> int:
+    def _version(input_dict, base: str) -> int:
         """The serving push's version, so both stores name a model alike; else the next free number."""
         serving_pushes = input_dict.get("serving_push") or []
         if serving_pushes:

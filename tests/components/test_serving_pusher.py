@@ -71,7 +71,7 @@ def test_the_marker_and_the_record_are_written_after_everything_else(saved_model
             return real_copy().open(path, mode)
 
     monkeypatch.setattr(versioned_store, "_fileio", RecordingFileIO)
-    monkeypatch.setattr(versioned_store, "_remote", lambda path: True)  # take the object-store path, on disk
+    monkeypatch.setattr(versioned_store, "is_remote", lambda path: True)  # take the object-store path, on disk
     base = tmp_path / "remote"
     serving_pusher.copy_saved_model(str(saved_model), str(base), 1, {"model_uri": "m"})
     assert order[-2:] == ["saved_model.pb", "imagepipe_push.json"]

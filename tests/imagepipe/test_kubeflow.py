@@ -1,5 +1,6 @@
 """Kubeflow Pipelines v2: the compiled job parses strictly and every task runs our image.
 (tests/e2e/test_kubeflow.py runs the compiled tasks.)"""
+import json
 import re
 import shutil
 import subprocess
@@ -73,14 +74,21 @@ def test_the_flags_set_image_and_pipeline_root_and_a_bad_one_is_refused_with_a_v
     loaded = load_spec(kubeflow_spec(tmp_path, kubeflow=None), check_paths=False)
     job = compile_kubeflow(loaded, tmp_path / "p.json", image=IMAGE, output_dir="/gcs/b/imagepipe")
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "/gcs/b/imagepipe/digits-kfp/tfx"
-    with pytest.raises(SpecError, match="must be an absolute file-system path .*/gcs/my-bucket/imagepipe"):
-        compile_kubeflow(loaded, tmp_path / "p.json", output_dir="gs://b/imagepipe")
+    with pytest.raises(SpecError, match="relative/outputs.* must be an object-store URI .*or an absolute path"):
+        compile_kubeflow(loaded, tmp_path / "p.json", output_dir="relative/outputs")
+    with pytest.raises(SpecError, match="only gs:// and s3:// object stores"):
+        compile_kubeflow(loaded, tmp_path / "p.json", output_dir="ftp://host/imagepipe")
 
 
-def test_an_object_store_output_dir_is_refused_with_the_fuse_path_as_fix(tmp_path):
-    path = kubeflow_spec(tmp_path, kubeflow={"image": IMAGE, "output_dir": "gs://bucket/imagepipe"})
-    with pytest.raises(SpecError, match="kubeflow.output_dir.*/gcs/my-bucket"):
-        load_spec(path, check_paths=False)
+def test_an_object_store_output_dir_is_the_pipeline_root_and_the_push_targets(tmp_path):
+    loaded = load_spec(kubeflow_spec(tmp_path, kubeflow={"image": IMAGE, "output_dir": "gs://bucket/imagepipe"}),
+                       check_paths=False)
+    job = compile_kubeflow(loaded, tmp_path / "p.json")
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/imagepipe/digits-kfp/tfx"
+    pushers = json.dumps({name: task for name, task in job["pipelineSpec"]["root"]["dag"]["tasks"].items()
+                          if "Pusher" in name})
+    assert "gs://bucket/imagepipe/digits-kfp/serving/digits-kfp" in pushers
+    assert "gs://bucket/imagepipe/digits-kfp/edge/digits-kfp" in pushers
 
 
 def test_the_dockerfile_installs_the_lock_and_puts_the_project_where_tasks_look():
