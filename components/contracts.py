@@ -68,13 +68,11 @@ class EdgeInfo:
     output_meaning: str
 
     def write(self, export_dir: str) -> None:
-        with open(os.path.join(export_dir, EDGE_EXPORT_INFO), "w") as f:
-            json.dump(dataclasses.asdict(self), f, indent=2)
+        write_json(posixpath.join(export_dir, EDGE_EXPORT_INFO), dataclasses.asdict(self))
 
     @classmethod
     def read(cls, export_dir: str) -> "EdgeInfo":
-        with open(os.path.join(export_dir, EDGE_EXPORT_INFO)) as f:
-            return cls(**json.load(f))
+        return cls(**read_json(posixpath.join(export_dir, EDGE_EXPORT_INFO)))
 
 
 @dataclasses.dataclass
@@ -91,13 +89,12 @@ class TrainingSummary:
     warnings: List[str] = dataclasses.field(default_factory=list)
 
     def write(self, model_run_dir: str) -> None:
-        with open(os.path.join(model_run_dir, TRAINING_SUMMARY_FILE), "w") as f:
-            json.dump(dataclasses.asdict(self), f, indent=2)
+        write_json(posixpath.join(model_run_dir, TRAINING_SUMMARY_FILE), dataclasses.asdict(self))
 
     @classmethod
     def read(cls, model_run_dir: str) -> "TrainingSummary | None":
-        path = os.path.join(model_run_dir, TRAINING_SUMMARY_FILE)
-        return cls(**read_json(path)) if os.path.isfile(path) else None
+        path = posixpath.join(model_run_dir, TRAINING_SUMMARY_FILE)
+        return cls(**read_json(path)) if json_exists(path) else None
 
 
 def edge_export_dir(model_dir: str) -> str:
@@ -212,6 +209,30 @@ def read_json(path: str) -> Any:
             return json.loads(f.read())
     with open(path) as f:
         return json.load(f)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes a JSON hand-off file (and its folder), local or on an object store (artifact folders are
+    there when the pipeline root is)."""
+    text = json.dumps(value, indent=2)
+    if "://" in path:
+        from tfx.dsl.io import fileio
+
+        fileio.makedirs(posixpath.dirname(path))
+        with fileio.open(path, "w") as f:
+            f.write(text)
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def json_exists(path: str) -> bool:
+    if "://" in path:
+        from tfx.dsl.io import fileio
+
+        return fileio.exists(path)
+    return os.path.isfile(path)
 
 
 def read_label_names(examples_uri: str) -> List[str]:

@@ -8,13 +8,13 @@ again. A new version becomes the `canary` of serving/models.config (components/s
 a re-run of a push that stopped before that step completes it.
 """
 import os
-import shutil
 import time
 
 from absl import logging
 from tfx.components import Pusher
 from tfx.components.pusher import executor as tfx_executor
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
@@ -36,7 +36,8 @@ def copy_saved_model(model_path: str, base_directory: str, version: int, push_in
     def write(staging: str) -> None:
         io_utils.copy_dir(model_path, staging, deny_regex_patterns=[r"saved_model\.pb"])
         os.makedirs(os.path.join(staging, ".last"), exist_ok=True)
-        shutil.copyfile(os.path.join(model_path, MARKER), os.path.join(staging, ".last", MARKER))
+        # fileio: the model may be in an object store
+        fileio.copy(os.path.join(model_path, MARKER), os.path.join(staging, ".last", MARKER))
         os.makedirs(os.path.join(staging, os.path.dirname(PUSH_INFO)), exist_ok=True)
 
     return store(base_directory).publish(version, write, push_info, last=MARKER)
@@ -55,12 +56,13 @@ class Executor(tfx_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
         versions = store(base)
+        model_name = os.path.basename(base.rstrip("/"))
         version = versions.find("model_uri", model.uri)
         if version is not None:
             logging.info("Model %s is already version %d; not pushed again.", model.uri, version)
             model_push.set_int_custom_property("already_pushed", 1)
             # A run stopped after the version folder but before models.config: finish that step now.
-            rollout = serving_rollout.record_push(versioned_store.parent(base), os.path.basename(base.rstrip("/")), version)
+            rollout = serving_rollout.record_push(versioned_store.parent(base), model_name, version)
             logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
         else:
             version = versions.next_version()
@@ -68,9 +70,10 @@ class Executor(tfx_executor.Executor):
                              {"model_uri": model.uri, "model_artifact_id": model.id, "version": version,
                               "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             logging.info("Model pushed to %s/%d.", base, version)
-            rollout = serving_rollout.record_push(versioned_store.parent(base), os.path.basename(base.rstrip("/")), version)
+            rollout = serving_rollout.record_push(versioned_store.parent(base), model_name, version)
             logging.info("models.config: stable %s, canary %s", rollout.stable, rollout.canary)
-        self._MarkPushed(model_push, pushed_destination=versioned_store.join(base, str(version)), pushed_version=str(version))
+        self._MarkPushed(model_push, pushed_destination=versioned_store.join(base, str(version)),
+                         pushed_version=str(version))
 
 
 class ServingPusher(Pusher):

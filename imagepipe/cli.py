@@ -209,7 +209,7 @@ def data_sine(out_dir: Path, samples: int, noise: float, seed: int) -> None:
     click.echo(f"wrote {write_sine(out_dir, samples, noise, seed)}")
 
 
-def _serving_dir(pipeline: str, output_dir: Path) -> Path:
+def _serving_dir(pipeline: str, output_dir: str) -> str:
     from imagepipe.spec import NAME_PATTERN
 
     if not NAME_PATTERN.fullmatch(pipeline):
@@ -218,10 +218,10 @@ def _serving_dir(pipeline: str, output_dir: Path) -> Path:
         sys.exit(results.EXIT_INVALID)
     from components.contracts import OutputLayout
 
-    return Path(OutputLayout.of(output_dir, pipeline).serving_dir)
+    return OutputLayout.of(output_dir, pipeline).serving_dir  # a string: an object-store URI keeps its '//'
 
 
-def _rollout_command(action: str, pipeline: str, output_dir: Path, **options) -> None:
+def _rollout_command(action: str, pipeline: str, output_dir: str, **options) -> None:
     from components import serving_rollout
 
     serving_dir = _serving_dir(pipeline, output_dir)
@@ -233,8 +233,8 @@ def _rollout_command(action: str, pipeline: str, output_dir: Path, **options) ->
     click.echo(f"{serving_rollout.config_path(serving_dir)}: stable {rollout.stable}, canary {rollout.canary}")
 
 
-_OUTPUT_DIR = click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs"),
-                           show_default=True, help="The spec's output_dir.")
+_OUTPUT_DIR = click.option("--output-dir", default="outputs", show_default=True,
+                           help="The spec's output_dir, or a Kubeflow job's (e.g. gs://my-bucket/imagepipe).")
 
 
 @main.command("promote")
@@ -242,7 +242,7 @@ _OUTPUT_DIR = click.option("--output-dir", type=click.Path(file_okay=False, path
 @click.option("--version", type=click.IntRange(min=1), default=None,
               help="The pushed version to make stable (default: the canary; after a rollback, the newest push).")
 @_OUTPUT_DIR
-def promote_command(pipeline: str, version: int | None, output_dir: Path) -> None:
+def promote_command(pipeline: str, version: int | None, output_dir: str) -> None:
     """Make a pushed version of PIPELINE stable (and canary) in serving/models.config."""
     _rollout_command("promote", pipeline, output_dir, version=version)
 
@@ -250,7 +250,7 @@ def promote_command(pipeline: str, version: int | None, output_dir: Path) -> Non
 @main.command("rollback")
 @click.argument("pipeline")
 @_OUTPUT_DIR
-def rollback_command(pipeline: str, output_dir: Path) -> None:
+def rollback_command(pipeline: str, output_dir: str) -> None:
     """Move PIPELINE's stable label back to the previous pushed (blessed) version."""
     _rollout_command("rollback", pipeline, output_dir)
 
@@ -258,7 +258,7 @@ def rollback_command(pipeline: str, output_dir: Path) -> None:
 @main.command("serving")
 @click.argument("pipeline")
 @_OUTPUT_DIR
-def serving_command(pipeline: str, output_dir: Path) -> None:
+def serving_command(pipeline: str, output_dir: str) -> None:
     """Show PIPELINE's pushed versions and its stable and canary labels."""
     from components import serving_rollout
 
@@ -271,7 +271,7 @@ def serving_command(pipeline: str, output_dir: Path) -> None:
     if rollout is None:
         click.echo(f"{pipeline}: nothing pushed yet ({serving_rollout.config_path(serving_dir)} does not exist)")
         return
-    versions = serving_rollout.pushed_versions(Path(rollout.base_path))
+    versions = serving_rollout.pushed_versions(rollout.base_path)
     click.echo(f"{serving_rollout.config_path(serving_dir)}: versions {versions}, stable {rollout.stable}, "
                f"canary {rollout.canary}")
 
@@ -331,7 +331,7 @@ def edge_device_check(bundle_dir: Path, tflm_source: Path, target: str, as_json:
 @click.option("--image", default=None, help="The container image every task runs (default: the spec's "
               "kubeflow.image, else imagepipe:0.1.0, what `docker build -t imagepipe:0.1.0 .` makes).")
 @click.option("--pipeline-root", "output_dir", default=None, help="The outputs folder as the tasks see it, an "
-              "absolute path: the TFX pipeline root is <it>/<pipeline>/tfx (default: the spec's "
+              "object-store URI or an absolute path: the TFX pipeline root is <it>/<pipeline>/tfx (default: the spec's "
               "kubeflow.output_dir, else /mnt/imagepipe/outputs, a volume mounted in every task).")
 def compile_command(spec_path: Path, target: str, output_file: Path, image: str | None, output_dir: str | None) -> None:
     """Compile SPEC_PATH for Kubeflow Pipelines v2 (image and outputs from the flags, the spec's `kubeflow`
@@ -362,7 +362,7 @@ def compile_command(spec_path: Path, target: str, output_file: Path, image: str 
 def run_compiled_command(job_file: Path, project_dir: Path, spec_path: Path | None, quiet: bool, as_json: bool) -> None:
     """Run a compiled Kubeflow job's tasks on this machine, in order, as the KFP backend would; then the
     summary, report, webhook and exit codes of `imagepipe run`."""
-    from imagepipe.kubeflow_local import TaskFailed, run_compiled, spec_path_of, start_run, summarize
+    from imagepipe.kubeflow_local import TaskFailed, local_work_dir, run_compiled, spec_path_of, start_run, summarize
 
     job = json.loads(job_file.read_text())
     recorded = spec_path or spec_path_of(job)
@@ -375,7 +375,7 @@ def run_compiled_command(job_file: Path, project_dir: Path, spec_path: Path | No
     progress = (lambda message: click.echo(message, err=True)) if show_progress else (lambda message: None)
     record = start_run()
     try:
-        run_compiled(job, project_dir.resolve(), record, progress=progress)
+        run_compiled(job, project_dir.resolve(), record, local_work_dir(job, loaded), progress=progress)
     except TaskFailed as exc:
         console.print(f"[red]run failed:[/red] {exc}", highlight=False)
         outcome = {"pipeline": loaded.name, "run_id": record.run_id, "status": "failed",

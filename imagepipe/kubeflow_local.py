@@ -10,6 +10,11 @@ earlier local runs of the job recorded, with KFP's filter syntax.
 
 The image's project folder (IMAGE_PROJECT_DIR) is mapped to `project_dir`, as
 a volume mount would. No caching: every task runs every time.
+
+Output artifacts go under the job's pipeline root, a local path or an object-store
+URI (gs://, s3://) as on a cluster; what this runner keeps for itself (each task's
+executor input and output, its logs, the artifact log) stays on this machine, in
+`work_dir` (see local_work_dir).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from components import versioned_store
 from components.contracts import OutputLayout
 from imagepipe.kubeflow import IMAGE_PROJECT_DIR, SPEC_NOTE
 from imagepipe.results import RunArtifact, RunSummary, read_outputs, serving_now
@@ -134,14 +140,26 @@ def start_run() -> CompiledRun:
     return CompiledRun(run_id=f"kfp-local-{stamp}", started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
-def run_compiled(job: Dict, project_dir: Path, record: CompiledRun, progress: Callable[[str], None] = print
-                 ) -> CompiledRun:
+def pipeline_root_of(job: Dict) -> str:
+    return job["runtimeConfig"]["gcsOutputDirectory"]
+
+
+def local_work_dir(job: Dict, loaded) -> Path:
+    """Where this runner keeps its own files (kfp_local/<run>/<task>/ and the artifact log): the pipeline root
+    itself when it is a local path; for an object-store root, <the spec's output_dir>/<pipeline>/ here."""
+    root = pipeline_root_of(job)
+    return Path(loaded.layout.root) if versioned_store.is_remote(root) else Path(root)
+
+
+def run_compiled(job: Dict, project_dir: Path, record: CompiledRun, work_dir: Path,
+                 progress: Callable[[str], None] = print) -> CompiledRun:
     """Runs every task of the compiled job (the PipelineJob JSON, parsed), adding each finished task and its
-    output artifacts to `record`, so that what finished before a TaskFailed is kept."""
+    output artifacts to `record`, so that what finished before a TaskFailed is kept. Artifacts go under the
+    job's pipeline root; task logs, executor files and the artifact log under `work_dir`."""
     spec = job["pipelineSpec"]
-    pipeline_root = Path(job["runtimeConfig"]["gcsOutputDirectory"])
-    run_dir = pipeline_root / "kfp_local" / record.run_id.removeprefix("kfp-local-")
-    log = ArtifactLog(pipeline_root / ARTIFACT_LOG)
+    run = record.run_id.removeprefix("kfp-local-")
+    artifact_dir = versioned_store.join(pipeline_root_of(job), "kfp_local", run)
+    log = ArtifactLog(work_dir / ARTIFACT_LOG)
     tasks = spec["root"]["dag"]["tasks"]
     produced = record.produced
     for name in task_order(job):
@@ -163,7 +181,8 @@ def run_compiled(job: Dict, project_dir: Path, record: CompiledRun, progress: Ca
         started = time.time()
         progress(f"{name}: running")
         produced[name] = _run_container_task(name, task, component, executor["container"], inputs,
-                                             run_dir / name, project_dir)
+                                             versioned_store.join(artifact_dir, name),
+                                             work_dir / "kfp_local" / run / name, project_dir)
         record.executed.append(name)
         log.add([a for artifacts in produced[name].values() for a in artifacts])
         progress(f"{name}: done in {time.time() - started:.1f} s")
@@ -176,10 +195,11 @@ def _map_path(value, project_dir: Path):
     return value
 
 
-def _run_container_task(name, task, component, container, inputs, task_dir: Path, project_dir: Path) -> Dict:
+def _run_container_task(name, task, component, container, inputs, artifact_dir: str, task_dir: Path,
+                        project_dir: Path) -> Dict:
     outputs = {
         key: [{"name": f"local/{uuid.uuid4().hex}", "type": {"schemaTitle": _schema_title(definition)},
-               "uri": str(task_dir / key), "metadata": {}}]
+               "uri": versioned_store.join(artifact_dir, key), "metadata": {}}]
         for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()
     }
     output_file = task_dir / "executor_output.json"
@@ -219,16 +239,19 @@ def _run_container_task(name, task, component, container, inputs, task_dir: Path
 def summarize(loaded, job: Dict, record: CompiledRun, warn: Callable[[str], None] = print) -> RunSummary:
     """The run's summary, as `imagepipe run` gives one (blessing, metrics, pushes, the kept epoch, what
     models.config serves now), and its report under <output_dir>/<pipeline>/reports/<run id>/."""
-    layout = OutputLayout(str(Path(job["runtimeConfig"]["gcsOutputDirectory"]).parent), loaded.name)
+    layout = OutputLayout(versioned_store.parent(pipeline_root_of(job)), loaded.name)
     summary = RunSummary(pipeline=loaded.name, run_id=record.run_id, executed=sorted(record.executed), cached=[],
                          started_at=record.started_at)
     outputs = record.outputs()
     read_outputs(summary, outputs)
-    summary.serving_now = serving_now(Path(layout.serving_dir))
+    summary.serving_now = serving_now(layout.serving_dir)
+    # The report is for people on this machine: beside the outputs, or in the spec's local outputs when
+    # those are in an object store.
+    reports_dir = layout.reports_dir if not versioned_store.is_remote(layout.root) else loaded.layout.reports_dir
     try:
         from imagepipe.report import write_report
 
-        summary.report = str(write_report(loaded, summary, outputs, Path(layout.reports_dir)))
+        summary.report = str(write_report(loaded, summary, outputs, Path(reports_dir)))
     except Exception as exc:  # the run's outcome stands; a report it could not draw is a warning
         warn(f"warning: the run report could not be written: {type(exc).__name__}: {exc}")
     return summary

@@ -12,6 +12,7 @@ import base64
 import collections
 import io
 import json
+import posixpath
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -22,7 +23,9 @@ from components.contracts import (
     CLASSIFICATION,
     INGEST_REPORT_FILE,
     TRAINING_HISTORY_FILE,
+    json_exists,
     read_ingest_report,
+    read_json,
     read_label_names,
 )
 from imagepipe.results import RunArtifact, RunSummary
@@ -49,8 +52,15 @@ def _pyplot():
     return plt
 
 
-def _split_dirs(examples_uri: str) -> Dict[str, Path]:
-    return {p.name[len("Split-"):]: p for p in sorted(Path(examples_uri).glob("Split-*"))}
+def _glob(folder: str, pattern: str) -> List[str]:
+    """Through TensorFlow's file system: artifacts may be in an object store (a Kubeflow pipeline root)."""
+    import tensorflow as tf
+
+    return sorted(tf.io.gfile.glob(posixpath.join(folder, pattern)))
+
+
+def _split_dirs(examples_uri: str) -> Dict[str, str]:
+    return {posixpath.basename(p.rstrip("/"))[len("Split-"):]: p for p in _glob(examples_uri, "Split-*")}
 
 
 def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> Dict:
@@ -65,7 +75,7 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
     sizes = []
     for split, folder in _split_dirs(examples_uri).items():
         counts[split] = collections.Counter()
-        for record in tf.data.TFRecordDataset(sorted(map(str, folder.glob("*.gz"))), compression_type="GZIP"):
+        for record in tf.data.TFRecordDataset(_glob(folder, "*.gz"), compression_type="GZIP"):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
             name = feature["label_name"].bytes_list.value[0].decode() or "(unlabelled)"
             counts[split][name] += 1
@@ -109,7 +119,7 @@ def image_data_section(examples_uri: str, ingest_report_uri: Optional[str]) -> D
                    "mean_brightness": float(np.mean(brightness)) if brightness else None}
 
     ingest = {}
-    if ingest_report_uri and (Path(ingest_report_uri) / INGEST_REPORT_FILE).is_file():
+    if ingest_report_uri and json_exists(posixpath.join(ingest_report_uri, INGEST_REPORT_FILE)):
         ingest = read_ingest_report(ingest_report_uri)
     return {
         "kind": "images",
@@ -135,7 +145,7 @@ def table_data_section(examples_uri: str) -> Dict:
     counts, points = {}, []
     for split, folder in _split_dirs(examples_uri).items():
         counts[split] = 0
-        for record in tf.data.TFRecordDataset(sorted(map(str, folder.glob("*.gz"))), compression_type="GZIP"):
+        for record in tf.data.TFRecordDataset(_glob(folder, "*.gz"), compression_type="GZIP"):
             counts[split] += 1
             if split == "train":
                 feature = tf.train.Example.FromString(record.numpy()).features.feature
@@ -149,22 +159,24 @@ def table_data_section(examples_uri: str) -> Dict:
 
 def anomalies_section(anomalies_uri: Optional[str]) -> Dict[str, List[str]]:
     """Per split, the ExampleValidator's anomalies (feature: description)."""
+    import tensorflow as tf
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     result = {}
     for split, folder in _split_dirs(anomalies_uri).items() if anomalies_uri else []:
         anomalies = anomalies_pb2.Anomalies()
-        anomalies.ParseFromString((folder / "SchemaDiff.pb").read_bytes())
+        with tf.io.gfile.GFile(posixpath.join(folder, "SchemaDiff.pb"), "rb") as f:
+            anomalies.ParseFromString(f.read())
         result[split] = [f"{name}: {info.description}" for name, info in anomalies.anomaly_info.items()]
         result[split] += [f"dataset: {reason.description}" for reason in anomalies.dataset_anomaly_info.reason]
     return result
 
 
 def training_section(model_run_uri: Optional[str]) -> Dict:
-    history_path = Path(model_run_uri) / TRAINING_HISTORY_FILE if model_run_uri else None
-    if not history_path or not history_path.is_file():
+    history_path = posixpath.join(model_run_uri, TRAINING_HISTORY_FILE) if model_run_uri else None
+    if not history_path or not json_exists(history_path):
         return {}
-    history = json.loads(history_path.read_text())
+    history = read_json(history_path)
     plt = _pyplot()
     metrics = [name for name in history if not name.startswith("val_") and name != "learning_rate"]
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
@@ -232,12 +244,12 @@ def misclassified_section(model_uri: Optional[str], examples_uri: Optional[str])
     import tensorflow as tf
     from PIL import Image
 
-    serving = Path(model_uri) / "Format-Serving"
+    serving = posixpath.join(model_uri, "Format-Serving")
     folder = _split_dirs(examples_uri).get("eval")
-    if not serving.is_dir() or folder is None:
+    if not tf.io.gfile.isdir(serving) or folder is None:
         return {}
-    predict = tf.saved_model.load(str(serving)).signatures["serving_examples"]
-    records = tf.data.TFRecordDataset(sorted(map(str, folder.glob("*.gz"))), compression_type="GZIP")
+    predict = tf.saved_model.load(serving).signatures["serving_examples"]
+    records = tf.data.TFRecordDataset(_glob(folder, "*.gz"), compression_type="GZIP")
     wrong, seen = [], 0
     for batch in records.take(GALLERY_SCAN).batch(128):
         predicted = predict(examples=batch)["label"].numpy()

@@ -12,12 +12,20 @@ Exit codes (also in the README):
 from __future__ import annotations
 
 import dataclasses
-import json
+import posixpath
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from components.contracts import CLASSIFICATION, EDGE_REPORT_FILE, GATED_METRIC, REGRESSION, TrainingSummary
+from components.contracts import (
+    CLASSIFICATION,
+    EDGE_REPORT_FILE,
+    GATED_METRIC,
+    REGRESSION,
+    TrainingSummary,
+    json_exists,
+    read_json,
+)
 
 EXIT_PUSHED = 0
 EXIT_FAILED = 1
@@ -223,7 +231,7 @@ def read_outputs(summary: RunSummary, artifacts: List[RunArtifact]) -> None:
                 summary.files_skipped = int(props["files_skipped"])
 
 
-def serving_now(serving_dir: Path) -> Optional[Dict]:
+def serving_now(serving_dir: Path | str) -> Optional[Dict]:
     """{stable, canary} from models.config as it is now (not as a past run left it); None if none."""
     from components import serving_rollout
 
@@ -236,8 +244,8 @@ def serving_now(serving_dir: Path) -> Optional[Dict]:
 
 def _edge_summary(artifact: RunArtifact) -> Dict:
     props = artifact.properties
-    report_path = Path(artifact.uri) / EDGE_REPORT_FILE
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    report_path = posixpath.join(artifact.uri, EDGE_REPORT_FILE)
+    report = read_json(report_path) if json_exists(report_path) else {}
     return {
         "pushed": props.get("pushed") is not None and int(props["pushed"]) == 1,
         "version": int(props["pushed_version"]) if props.get("pushed_version") is not None else None,

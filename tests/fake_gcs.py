@@ -12,13 +12,16 @@ upload APIs as Cloud Storage, kept in memory. What gets each client there:
   empty POSTs `Transfer-Encoding: identity`, which Go's HTTP server refuses, and sends uploads chunked
   (requests go on with a plain Content-Length), and the store's upload Location says http:// because it was reached over HTTP (it is made https://).
   `GOOGLE_AUTH_TOKEN_FOR_TESTING` is TensorFlow's own switch to skip the metadata server.
-- google-cloud-storage honours `STORAGE_EMULATOR_HOST`. Beam asks google-auth for credentials first
+- google-cloud-storage honours `STORAGE_EMULATOR_HOST`: it names a front that passes requests to the
+  store and answers batch requests itself, part by part (the store's batch handler returns no parts for
+  google-cloud-storage's batches; Beam renames its output files with them). Beam asks google-auth for credentials first
   (retrying for half a minute when there are none), so `GOOGLE_APPLICATION_CREDENTIALS` names a service
   account whose token endpoint is a stub here that hands out a dummy token.
 """
 from __future__ import annotations
 
 import datetime
+import http.client
 import http.server
 import json
 import select
@@ -145,6 +148,72 @@ def _forward_requests(client: ssl.SSLSocket, store_port: int) -> None:
         client.close()
 
 
+def _batch_front(store_port: int):
+    """What STORAGE_EMULATOR_HOST names: the store, except that batch requests (POST /batch/storage/v1, which
+    Beam's GCS file system uses to rename a job's output files) are taken apart here and each part is sent
+    alone; the store's own batch handler answers google-cloud-storage's batches with no parts."""
+
+    class Front(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self, method: str, path: str, headers: Dict[str, str], body: bytes):
+            connection = http.client.HTTPConnection("127.0.0.1", store_port, timeout=60)
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            kept = [(k, v) for k, v in response.getheaders()
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection")]
+            connection.close()
+            return response.status, response.reason, kept, data
+
+        def _handle(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path.startswith("/batch/storage/v1"):
+                status, reason, headers, data = 200, "OK", *self._batch(body)
+            else:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                status, reason, headers, data = self._forward(self.command, self.path, headers, body)
+            self.send_response(status, reason)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815 (http.server's names)
+
+        def _batch(self, body: bytes):
+            boundary = self.headers["Content-Type"].split("boundary=", 1)[1].strip('"').encode()
+            answer = b"batch_imagepipe_tests"
+            out = []
+            # google-cloud-storage writes the parts with bare \n line ends (Python's email package)
+            for part in body.replace(b"\r\n", b"\n").split(b"--" + boundary)[1:]:
+                if part.startswith(b"--"):
+                    break
+                part_head, embedded = part.lstrip(b"\n").split(b"\n\n", 1)
+                content_id = next((line.split(b":", 1)[1].strip() for line in part_head.split(b"\n")
+                                   if line.lower().startswith(b"content-id:")), b"<0>")
+                request_head, _, request_body = embedded.partition(b"\n\n")
+                request_lines = request_head.split(b"\n")
+                method, path = request_lines[0].split(b" ")[:2]
+                headers = dict(line.decode().split(": ", 1) for line in request_lines[1:] if b": " in line)
+                headers.pop("Content-Length", None)
+                status, reason, response_headers, data = self._forward(
+                    method.decode(), path.decode(), headers, request_body.rstrip(b"\n"))
+                response_head = "".join(f"{k}: {v}\r\n" for k, v in response_headers
+                                        if k.lower() == "content-type")
+                out.append(b"--" + answer + b"\r\nContent-Type: application/http\r\nContent-ID: <response-"
+                           + content_id.strip(b"<>") + b">\r\n\r\n"
+                           + f"HTTP/1.1 {status} {reason}\r\n{response_head}\r\n".encode() + data + b"\r\n")
+            return [("Content-Type", f"multipart/mixed; boundary={answer.decode()}")], b"".join(out) + \
+                b"--" + answer + b"--\r\n"
+
+        def log_message(self, *args):
+            pass
+
+    return http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+
+
 class _TokenHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -177,9 +246,11 @@ class FakeGCS:
         return {
             "https_proxy": f"http://127.0.0.1:{self.proxy_port}",
             "CURL_CA_BUNDLE": str(self.folder / "cert.pem"),
+            # the store's download links name https://www.googleapis.com too (its -external-url)
+            "REQUESTS_CA_BUNDLE": str(self.folder / "cert.pem"),
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake",
             "GCS_RETRY_CONFIG_MAX_RETRIES": "2",
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.store_port}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.front_port}",
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.folder / "credentials.json"),
             "GOOGLE_CLOUD_PROJECT": "fake-project",
             "no_proxy": "127.0.0.1,localhost",
@@ -204,7 +275,7 @@ class FakeGCS:
         if not ports:
             self.__exit__()
             raise RuntimeError(f"the fake GCS proxy did not start; see {self.folder / 'proxy.log'}")
-        self.proxy_port = ports["proxy"]
+        self.proxy_port, self.front_port = ports["proxy"], ports["front"]
         (self.folder / "credentials.json").write_text(json.dumps({
             "type": "service_account", "project_id": "fake-project", "private_key_id": "fake",
             "private_key": _signing_key(), "client_email": "imagepipe-tests@fake-project.iam.gserviceaccount.com",
@@ -278,8 +349,11 @@ def _proxy_main(folder: Path, store_port: int) -> None:
         _forward_requests(client, store_port)
 
     token_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
-    threading.Thread(target=token_server.serve_forever, daemon=True).start()
-    print(json.dumps({"proxy": _serve(accept_tls), "token": token_server.server_address[1]}), flush=True)
+    front = _batch_front(store_port)
+    for server in (token_server, front):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(json.dumps({"proxy": _serve(accept_tls), "token": token_server.server_address[1],
+                      "front": front.server_address[1]}), flush=True)
     threading.Event().wait()
 
 

@@ -16,8 +16,9 @@ and, for the EdgePusher, the bare model and its input preprocessing
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import posixpath
+import tempfile
 from typing import Callable, Dict, List
 
 import keras
@@ -25,6 +26,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.dsl.io import fileio
 
 from components.contracts import (
     CLASSIFICATION,
@@ -33,6 +35,7 @@ from components.contracts import (
     ImageSpec,
     TrainingSummary,
     read_label_names,
+    write_json,
 )
 from components.image_transform import IMAGE_KEY, LABEL_KEY, describe_preprocessing
 from trainer_modules.config import AugmentSpec, TrainerSpec
@@ -40,6 +43,7 @@ from trainer_modules.context import TrainingContext
 from trainer_modules.edge_export import edge_export_dir, export_edge_model
 from trainer_modules.warm_start import save_weights, warm_start
 
+BEST_WEIGHTS = "best.weights.h5"  # in model_run/: the kept epoch's weights
 _PARSE_BATCH = 256
 # Fewer steps than this in an epoch and a model barely moves between evaluations: a small train split
 # is repeated within the epoch instead (161 photos at batch 64 were 2 steps an epoch, and learnt nothing).
@@ -289,9 +293,8 @@ def check_trained(history: keras.callbacks.History, trainer: TrainerSpec) -> Non
 
 def save_history(curves: Dict[str, List[float]], model_run_dir: str) -> None:
     """Per-epoch metrics of the model that is kept (model_run/history.json): the run report draws them."""
-    os.makedirs(model_run_dir, exist_ok=True)
-    with open(os.path.join(model_run_dir, TRAINING_HISTORY_FILE), "w") as f:
-        json.dump({key: [float(v) for v in values] for key, values in curves.items()}, f, indent=2)
+    write_json(posixpath.join(model_run_dir, TRAINING_HISTORY_FILE),
+               {key: [float(v) for v in values] for key, values in curves.items()})
 
 
 def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int) -> None:
@@ -334,12 +337,14 @@ def train(fn_args: FnArgs, build_model: Callable, fine_tune: Callable | None = N
             warm_start(model, fn_args.base_model)
         compile_model(model, trainer.learning_rate, trainer.steps_per_execution)
     model.summary(print_fn=logging.info)
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    fileio.makedirs(fn_args.model_run_dir)
 
     # The epoch with the best eval accuracy (the metric the Evaluator gates on) is the one exported,
-    # whether or not training stops early; its weights stay beside the TensorBoard logs.
+    # whether or not training stops early; its weights are checkpointed on this machine (h5 files need a
+    # local file; the model run folder may be in an object store) and kept beside the TensorBoard logs.
     monitor = "val_accuracy"
-    best_weights = os.path.join(fn_args.model_run_dir, "best.weights.h5")
+    scratch = tempfile.TemporaryDirectory(prefix="imagepipe-best-")
+    best_weights = os.path.join(scratch.name, BEST_WEIGHTS)
     callbacks = [
         EpochLogger(trainer.epochs),
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
@@ -368,6 +373,8 @@ def train(fn_args: FnArgs, build_model: Callable, fine_tune: Callable | None = N
     kept = kept_epoch(curves, monitor)
     if os.path.exists(best_weights):
         model.load_weights(best_weights)
+        fileio.copy(best_weights, posixpath.join(fn_args.model_run_dir, BEST_WEIGHTS), overwrite=True)
+    scratch.cleanup()
     because = f"best eval accuracy {curves[monitor][kept - 1]:.4f} (last epoch {curves[monitor][-1]:.4f})"
     logging.info("imagepipe kept epoch %d of %d: %s", kept, epochs_run, because)
     TrainingSummary(kept_epoch=kept, epochs_run=epochs_run, kept_because=because, train_examples=train_examples,

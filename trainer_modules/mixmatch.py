@@ -20,7 +20,6 @@ digits; with batch norm the statistics mix labelled and unlabelled batches).
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Tuple
 
 import keras
@@ -28,6 +27,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.dsl.io import fileio
 
 from components.contracts import read_label_names
 from trainer_modules.base import EpochLogger, examples_uri, export_all, make_dataset, save_history
@@ -230,7 +230,7 @@ def run_fn(fn_args: FnArgs) -> None:
             warm_start(backbone, fn_args.base_model)
         model = MixMatch(backbone, len(label_names), hp, strategy.num_replicas_in_sync)
         model.compile(optimizer=optimizer(trainer.learning_rate, hp), steps_per_execution=trainer.steps_per_execution)
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    fileio.makedirs(fn_args.model_run_dir)
     history = model.fit(train, steps_per_epoch=hp.steps_per_epoch, epochs=trainer.epochs, validation_data=eval_ds,
                         callbacks=[EpochLogger(trainer.epochs), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
                         verbose=0)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib.metadata
 import json
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components import versioned_store
@@ -41,6 +41,7 @@ from components.contracts import (
     DeviceCheckSpec,
     EdgeInfo,
     edge_export_dir,
+    write_json,
 )
 from components.edge_pusher import bundle, device_check, tflite_tools
 
@@ -61,7 +62,7 @@ def golden_choice(task: str, quantized_inputs: np.ndarray, labels: np.ndarray) -
 
 
 def read_split(examples, split: str) -> tf.data.Dataset:
-    files = sorted(glob.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
+    files = sorted(fileio.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
     return tf.data.TFRecordDataset(files, compression_type="GZIP")
 
 
@@ -322,10 +323,8 @@ class Executor(base_executor.BaseExecutor):
 
     @staticmethod
     def _write_report(pushed, report: dict) -> None:
-        # Orchestrators differ in whether they create output folders (Kubeflow does not).
-        os.makedirs(pushed.uri, exist_ok=True)
-        with open(os.path.join(pushed.uri, EDGE_REPORT_FILE), "w") as f:
-            json.dump(report, f, indent=2)
+        # Orchestrators differ in whether they create output folders (Kubeflow does not); write_json does.
+        write_json(os.path.join(pushed.uri, EDGE_REPORT_FILE), report)
         logging.info("EdgePusher: %s", json.dumps(report))
 
     def _refuse(self, pushed, report: dict) -> None:

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from components import serving_pusher, serving_rollout, versioned_store
 from components.edge_pusher import bundle
+from tests.conftest import imagepipe
 from tests.fake_gcs import FakeGCS
 
 BUCKET = "imagepipe-test"
@@ -114,3 +115,15 @@ def test_the_environment_reaches_the_store_and_not_the_internet(gcs):
     with tf.io.gfile.GFile(f"gs://{BUCKET}/probe/hello.txt", "w") as f:
         f.write("hello")
     assert gcs.objects(BUCKET, "probe/")["probe/hello.txt"]["size"] == "5"
+
+
+def test_promote_and_serving_work_on_a_bucket_from_the_command_line(gcs, saved_model):
+    serving = f"gs://{BUCKET}/run4/doubler/serving"  # <output_dir>/<pipeline>/serving, as a compiled job pushes
+    for version in (1, 2):
+        serving_pusher.copy_saved_model(saved_model, f"{serving}/doubler", version, {"model_uri": f"m{version}"})
+        serving_rollout.record_push(serving, "doubler", version)
+    promoted = imagepipe("promote", "doubler", "--output-dir", f"gs://{BUCKET}/run4", timeout=120)
+    assert promoted.returncode == 0, promoted.stderr[-2000:]
+    assert f"{serving}/models.config: stable 2, canary 2" in promoted.stdout, promoted.stdout
+    shown = imagepipe("serving", "doubler", "--output-dir", f"gs://{BUCKET}/run4", timeout=120)
+    assert "versions [1, 2], stable 2, canary 2" in shown.stdout, shown.stdout + shown.stderr[-2000:]
