@@ -40,3 +40,34 @@ def test_augmentations_keep_shape_and_range_and_change_the_images():
         assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0, options
         assert float(tf.reduce_max(tf.abs(out - images))) > 0.05, options
     assert augmenter(AugmentSpec(), seed=3) is None
+
+
+def test_the_geometric_augmentations_are_one_resample_that_keeps_what_each_layer_keeps():
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer_modules.base import geometric_transform
+    from trainer_modules.config import AugmentSpec
+
+    bars = np.zeros((32, 28, 28, 1), np.float32)
+    bars[:, 6:22, 4:8, 0] = 1.0  # a bar left of centre: a flip moves it right
+    flipped = geometric_transform(AugmentSpec(flip=True), seed=5)(tf.constant(bars)).numpy()
+    same = [np.array_equal(out, bars[0]) for out in flipped]
+    mirrored = [np.array_equal(out, bars[0][:, ::-1]) for out in flipped]
+    assert all(s or m for s, m in zip(same, mirrored)) and any(same) and any(mirrored)
+
+    # Rotation, zoom and stretch act about the centre: a centred blob's centre of mass stays put; a shift of
+    # up to 20% moves it by up to 20% of the size, and the composition of all of them keeps it on the canvas.
+    blob = np.zeros((16, 28, 28, 1), np.float32)
+    blob[:, 10:18, 10:18, 0] = 1.0
+    rows, cols = np.mgrid[0:28, 0:28]
+    for options, furthest in [({"rotation": 0.1, "zoom": 0.3, "stretch": 0.3}, 0.01), ({"shift": 0.2}, 0.2 * 28 + 0.01)]:
+        out = geometric_transform(AugmentSpec(**options), seed=5)(tf.constant(blob)).numpy()[..., 0]
+        mass = out.sum(axis=(1, 2))
+        centre = np.stack([(out * rows).sum(axis=(1, 2)) / mass, (out * cols).sum(axis=(1, 2)) / mass], axis=1)
+        moved = np.abs(centre - 13.5).max()
+        assert moved <= furthest, (options, moved)
+        if options.get("shift"):
+            assert moved > 1.0, options  # it does move
+        else:
+            assert np.ptp(mass) > 5.0, options  # zoom changes the size
