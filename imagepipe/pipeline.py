@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+
+# The modules themselves, not `tfx.v1`: importing that also imports every Google Cloud extension
+# (about 2 s of every run's start-up, cached runs included).
+from tfx.components import CsvExampleGen, Evaluator, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration import metadata
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2, transform_pb2
+from tfx.types import Channel, standard_artifacts
 
 from components.baseline_resolver import LatestBlessedModelFromOtherDataStrategy, LatestBlessedOtherModelStrategy
 from components.contracts import CLASSIFICATION
@@ -159,10 +169,10 @@ def classification_eval_config(spec: Spec) -> tfma.EvalConfig:
 class Ingest:
     """What the Trainer and Evaluator need from the data stages."""
 
-    examples: tfx.dsl.Channel
-    schema: tfx.dsl.Channel
+    examples: Channel
+    schema: Channel
     validated: object  # the ExampleValidator node: training waits for it
-    transform_graph: Optional[tfx.dsl.Channel]
+    transform_graph: Optional[Channel]
     components: list
 
 
@@ -181,12 +191,12 @@ def image_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
         labels_seed=spec.data.labels_seed,
     )
     statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"image": spec.image.model_dump(), "code": source_fingerprint("components.image_transform")},
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
+        splits_config=transform_pb2.SplitsConfig(analyze=["train"]),
         # The Trainer applies the graph on the fly: materialised float images
         # would take ~4 bytes per pixel per image on disk for nothing.
         materialize=False,
@@ -201,10 +211,10 @@ def image_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
 def generated_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
     """The generated CSV -> examples, validated; split train/eval/test by hash."""
     splits = [("train", spec.data.train_buckets), ("eval", spec.data.eval_buckets), ("test", spec.data.test_buckets)]
-    example_gen = tfx.components.CsvExampleGen(
+    example_gen = CsvExampleGen(
         input_base=data_root,
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in splits if buckets
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets) for name, buckets in splits if buckets
         ])),
     )
     statistics_gen, schema_gen, example_validator = validation(example_gen, schema_file)
@@ -213,8 +223,8 @@ def generated_ingest(spec: Spec, data_root: str, schema_file: str) -> Ingest:
 
 
 def validation(example_gen, schema_file: str):
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id("SchemaGen")
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = ImportSchemaGen(schema_file=schema_file).with_id("SchemaGen")
     example_validator = StrictExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     ).with_id("ExampleValidator")
@@ -232,7 +242,7 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     for_kubeflow: bool = False,
     tflm_source: Optional[str] = None,
-) -> tfx.dsl.Pipeline:
+) -> tfx_pipeline.Pipeline:
     """`for_kubeflow`: Kubeflow Pipelines v2 runs resolvers in its own metadata
     service and knows only TFX's stock strategies, so the compiled pipeline uses
     LatestBlessedModelStrategy where local runs use our lineage-aware ones.
@@ -245,36 +255,36 @@ def create_pipeline(
         # Locally, the latest blessed model trained on *other* examples, so
         # that an unchanged re-run stays cached (see the strategy).
         lineage = {} if for_kubeflow else {"examples": data.examples}
-        warm_start_resolver = tfx.dsl.Resolver(
-            strategy_class=(tfx.dsl.experimental.LatestBlessedModelStrategy if for_kubeflow
+        warm_start_resolver = Resolver(
+            strategy_class=(LatestBlessedModelStrategy if for_kubeflow
                             else LatestBlessedModelFromOtherDataStrategy),
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
             **lineage,
         ).with_id("warm_start_model_resolver")
 
     trainer_module = f"trainer_modules.{spec.trainer.module}"
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
         run_fn=f"{trainer_module}.run_fn",
         examples=data.examples,
         transform_graph=data.transform_graph,
         schema=data.schema,
         base_model=warm_start_resolver.outputs["model"] if warm_start_resolver else None,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=trainer_pb2.TrainArgs(splits=["train"]),
+        eval_args=trainer_pb2.EvalArgs(splits=["eval"]),
         custom_config=trainer_custom_config(spec.trainer, spec.image, source_fingerprint(*trainer_code_modules(spec))),
     )
     trainer.add_upstream_node(data.validated)  # train only on validated data
 
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy if for_kubeflow else LatestBlessedOtherModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    baseline_resolver = Resolver(
+        strategy_class=LatestBlessedModelStrategy if for_kubeflow else LatestBlessedOtherModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     # After the Trainer, so that the newest model is the candidate (see the strategy).
     baseline_resolver.add_upstream_node(trainer)
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=data.examples,
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
@@ -289,8 +299,8 @@ def create_pipeline(
         serving_pusher = ServingPusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_base_dir)
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_base_dir)
             ),
         ).with_id("Pusher")
         components.append(serving_pusher)
@@ -312,11 +322,11 @@ def create_pipeline(
             .model_dump_json() if edge.device else "",
         ).with_id("EdgePusher"))
 
-    return tfx.dsl.Pipeline(
+    return tfx_pipeline.Pipeline(
         pipeline_name=spec.pipeline,
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"],
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
 import io
 import json
 import posixpath
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import jinja2
 
@@ -311,16 +312,37 @@ def comparison_section(reports_dir: Path, run_id: str, facts: Dict) -> Dict:
     return {"previous": before["run_id"], "rows": rows, "per_class": per_class}
 
 
+def _drawn_once(reports_dir: Path, section: str, uris: List[Optional[str]], draw: Callable[[], Dict]) -> Dict:
+    """A section drawn from artifacts is the same every time it is drawn from them (TFX artifacts are never
+    rewritten): kept in reports/.sections/ by the artifacts' URIs, so that a cached re-run does not read
+    every example again (about 4 s of the digits' cached run)."""
+    if not all(uris):
+        return draw()
+    key = hashlib.sha256(json.dumps([section, *uris]).encode()).hexdigest()[:20]
+    path = reports_dir / ".sections" / f"{section}-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = draw()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result))
+    temporary.replace(path)
+    return result
+
+
 def write_report(loaded, summary: RunSummary, outputs: List[RunArtifact], reports_dir: Path) -> Path:
     """Writes reports/<run id>/report.html (atomically) and returns its path."""
     artifacts = {}
     for artifact in outputs:
         artifacts.setdefault(artifact.kind, artifact.uri)
     spec = loaded.spec
-    if spec.data.generate:
-        data = table_data_section(artifacts["Examples"]) if "Examples" in artifacts else {}
+    examples, ingest = artifacts.get("Examples"), artifacts.get(IngestReport.TYPE_NAME)
+    if not examples:
+        data = {}
+    elif spec.data.generate:
+        data = _drawn_once(reports_dir, "table-data", [examples], lambda: table_data_section(examples))
     else:
-        data = image_data_section(artifacts["Examples"], artifacts.get(IngestReport.TYPE_NAME)) if "Examples" in artifacts else {}
+        data = _drawn_once(reports_dir, "image-data", [examples, ingest], lambda: image_data_section(examples, ingest))
     evaluation = spec.evaluation
     thresholds = ({"min accuracy": evaluation.min_accuracy, "max drop below the baseline": evaluation.max_accuracy_drop}
                   if spec.task == CLASSIFICATION else
@@ -333,7 +355,8 @@ def write_report(loaded, summary: RunSummary, outputs: List[RunArtifact], report
         anomalies=anomalies_section(artifacts.get("ExampleAnomalies")),
         training=training_section(artifacts.get("ModelRun")),
         confusion=confusion_section(artifacts.get("ModelEvaluation"), data.get("label_names", [])),
-        misclassified=misclassified_section(artifacts.get("Model"), artifacts.get("Examples"))
+        misclassified=_drawn_once(reports_dir, "misclassified", [artifacts.get("Model"), examples],
+                                  lambda: misclassified_section(artifacts.get("Model"), examples))
         if spec.task == CLASSIFICATION else {},
         comparison=comparison_section(reports_dir, summary.run_id, facts),
         thresholds=thresholds, task=spec.task,

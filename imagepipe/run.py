@@ -81,9 +81,9 @@ def dag_runner(runner: str):
         from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
         return BeamDagRunner()
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    return tfx.orchestration.LocalDagRunner()
+    return LocalDagRunner()
 
 
 class PipelineBusy(RuntimeError):

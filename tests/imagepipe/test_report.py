@@ -29,3 +29,21 @@ def test_the_first_report_has_nothing_to_compare_and_generated_data_counts_examp
     assert comparison_section(tmp_path, "r1", facts_of("r1", 0.9, {}, 100.0)) == {}
     summary = RunSummary(pipeline="sine", run_id="r", executed=[], cached=[], mean_absolute_error=0.05)
     assert run_facts(summary, {"counts": {"train": 600}})["counts"] == {"train": {"examples": 600}}
+
+
+def test_a_section_is_drawn_once_per_set_of_artifacts_and_read_back_the_same(tmp_path):
+    from imagepipe.report import _drawn_once
+
+    calls = []
+
+    def draw():
+        calls.append(1)
+        return {"counts": {"train": {"cat": 3}}, "charts": {"per_class": "data:image/png;base64,AAAA"}}
+
+    first = _drawn_once(tmp_path, "image-data", ["/tfx/Examples/1", "/tfx/IngestReport/1"], draw)
+    again = _drawn_once(tmp_path, "image-data", ["/tfx/Examples/1", "/tfx/IngestReport/1"], draw)
+    assert first == again and len(calls) == 1  # a cached re-run reads no example again
+    _drawn_once(tmp_path, "image-data", ["/tfx/Examples/2", "/tfx/IngestReport/2"], draw)  # new examples
+    _drawn_once(tmp_path, "image-data", ["/tfx/Examples/2", None], draw)  # an artifact missing: never kept
+    _drawn_once(tmp_path, "image-data", ["/tfx/Examples/2", None], draw)
+    assert len(calls) == 4
