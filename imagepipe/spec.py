@@ -210,7 +210,9 @@ class KubeflowSpec(_Strict):
 class Spec(_Strict):
     pipeline: str = Field(..., description="Pipeline name: lower-case letters, digits, '-' and '_'.")
     description: str = Field("", description="Free text, for people.")
-    output_dir: str = Field("outputs", description="Outputs go to <output_dir>/<pipeline>/.")
+    output_dir: str = Field("outputs", description="Outputs go to <output_dir>/<pipeline>/: a file-system path "
+                            "(ML Metadata and the run records are local files; a compiled Kubeflow job's outputs "
+                            "can be in an object store, kubeflow.output_dir).")
     data: DataSpec
     image: Optional[ImageSpec] = Field(None, description="Input images: required for image models.")
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
@@ -226,6 +228,15 @@ class Spec(_Strict):
     notify: Optional[NotifySpec] = Field(None, description="Post each run's JSON summary to a webhook.")
     kubeflow: Optional[KubeflowSpec] = Field(None, description="Where `imagepipe compile --target kubeflow` points "
                                              "the compiled pipeline.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _local_output_dir(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError(f"{value!r}: local runs keep their outputs on a file system (ML Metadata is a SQLite "
+                             "file); fix: a local or mounted path here, and the object store in kubeflow.output_dir "
+                             "for a compiled Kubeflow job")
+        return value
 
     @field_validator("pipeline")
     @classmethod

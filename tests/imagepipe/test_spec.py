@@ -63,6 +63,7 @@ def test_the_shipped_specs_are_valid():
         ({"pipeline": "../escape"}, "pipeline", "not a safe pipeline name"),
         ({"data__root": "a/{SPAN}/b/{SPAN}"}, "(top level)", "{SPAN} once"),
         ({"push": {"serving": False}}, "push", "a blessed model would go nowhere"),
+        ({"output_dir": "gs://bucket/outputs"}, "output_dir", "object store in kubeflow.output_dir"),
     ],
 )
 def test_each_bad_field_names_file_field_and_fix(tmp_path, overrides, field, message):
