@@ -12,7 +12,9 @@ from tests.e2e.report_checks import check_report
 from tests.fake_gcs import FakeGCS
 from tests.imagepipe.test_kubeflow import kubeflow_spec
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+# Slow (about 4 minutes alone, 5 in a CI run: nine task processes): `make test-all`. CI runs the object-store
+# pushes, rollout and CLI against the same server (tests/components/test_object_store.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 BUCKET = "imagepipe-runs"
 
