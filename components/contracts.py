@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components import versioned_store
+
 # --- tf.Example features written by ImageExampleGen -------------------------------------------
 IMAGE_KEY = "image"            # encoded bytes, as read from the file (EXIF-rotated images re-encoded as PNG)
 LABEL_KEY = "label"            # int64 index into the sorted class list; UNLABELLED for unlabelled images
@@ -202,37 +204,18 @@ class OutputLayout:
 
 def read_json(path: str) -> Any:
     """A JSON hand-off file, local or on an object store."""
-    if "://" in path:
-        from tfx.dsl.io import fileio
-
-        with fileio.open(path) as f:
-            return json.loads(f.read())
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(versioned_store.read_text(path))
 
 
 def write_json(path: str, value: Any) -> None:
     """Writes a JSON hand-off file (and its folder), local or on an object store (artifact folders are
     there when the pipeline root is)."""
-    text = json.dumps(value, indent=2)
-    if "://" in path:
-        from tfx.dsl.io import fileio
-
-        fileio.makedirs(posixpath.dirname(path))
-        with fileio.open(path, "w") as f:
-            f.write(text)
-        return
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
+    versioned_store.makedirs(versioned_store.parent(path) or ".")
+    versioned_store.write_atomically(path, json.dumps(value, indent=2))
 
 
 def json_exists(path: str) -> bool:
-    if "://" in path:
-        from tfx.dsl.io import fileio
-
-        return fileio.exists(path)
-    return os.path.isfile(path)
+    return versioned_store.exists(path)
 
 
 def read_label_names(examples_uri: str) -> List[str]:

@@ -120,8 +120,7 @@ def read(serving_dir: Path | str) -> Optional[Rollout]:
 def write(serving_dir: Path | str, rollout: Rollout) -> str:
     path = config_path(serving_dir)
     try:
-        if not versioned_store.is_remote(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        versioned_store.makedirs(versioned_store.parent(path))
         write_atomically(path, text_format.MessageToString(to_proto(rollout)))
     except OSError as exc:
         raise RolloutError(f"{path}: cannot be written ({exc.strerror}); fix: check the output directory's "

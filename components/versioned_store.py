@@ -47,6 +47,13 @@ def exists(path: str) -> bool:
     return _fileio().exists(str(path)) if is_remote(path) else os.path.exists(path)
 
 
+def makedirs(path: str) -> None:
+    if is_remote(path):
+        _fileio().makedirs(str(path))
+    else:
+        os.makedirs(path, exist_ok=True)
+
+
 def read_text(path: str) -> str:
     if is_remote(path):
         with _fileio().open(str(path)) as f:
