@@ -328,5 +328,5 @@ def create_pipeline(
         components=components,
         enable_cache=True,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
-        beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"],
+        beam_pipeline_args=beam_pipeline_args or [],
     )

@@ -117,8 +117,11 @@ def geometric_transform(augment: AugmentSpec, seed: int) -> Callable[[tf.Tensor]
                                         zero, one, zero, zero, zero, one], axis=1), [-1, 3, 3])
             matrix = flip @ matrix
         transforms = tf.reshape(matrix, [-1, 9])[:, :8] / matrix[:, 2:3, 2]
+        # The size as a constant when it is known: a tensor would leave the output's height and width unknown
+        # whenever the batch size is (a last, smaller batch), and a Flatten head needs them.
+        size = images.shape[1:3] if images.shape[1:3].is_fully_defined() else tf.shape(images)[1:3]
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+            images=images, transforms=transforms, output_shape=size, fill_value=0.0,
             interpolation="BILINEAR", fill_mode="CONSTANT")
 
     return apply

@@ -19,6 +19,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from components.edge_pusher import micro_runs
+
 
 class NotMicroReady(ValueError):
     """A model that TFLite Micro cannot run as a full-integer model."""
@@ -155,14 +157,10 @@ def micro_interpreter(model: bytes, arena_bytes: int | None = None):
 
 
 def run_micro(model: bytes, inputs: Iterable[np.ndarray], arena_bytes: int | None = None) -> np.ndarray:
-    """Runs int8 samples in the TFLite Micro interpreter (the code that runs on the device)."""
-    interpreter = micro_interpreter(model, arena_bytes)
-    outputs = []
-    for sample in inputs:
-        interpreter.set_input(sample[None], 0)
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0))[0].copy())
-    return np.stack(outputs)
+    """Runs int8 samples in the TFLite Micro interpreter (the code that runs on the device), on every core
+    when there are enough of them (micro_runs.py)."""
+    samples = inputs if isinstance(inputs, np.ndarray) else np.stack(list(inputs))
+    return micro_runs.run_on_all_cores(model, samples, arena_bytes)
 
 
 # Run in a child process: with some too-small arenas the TFLite Micro Python

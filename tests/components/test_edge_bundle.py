@@ -48,6 +48,18 @@ def test_int8_model_is_full_integer_and_close_to_keras(small_model_dir):
     np.testing.assert_allclose(micro, keras_model.predict(samples, verbose=0), atol=0.03)
 
 
+def test_samples_split_over_worker_processes_give_the_same_outputs_in_the_same_order(small_model_dir):
+    from components.edge_pusher import micro_runs
+
+    model = tflite_tools.convert_int8(small_model_dir[0], calibration())
+    inputs, _ = tflite_tools.io_details(model)
+    samples = np.random.default_rng(1).uniform(0, 1, (3 * micro_runs.MIN_SAMPLES_PER_WORKER, 12, 12, 1))
+    quantized = tflite_tools.quantize(samples.astype(np.float32), *inputs["quantization"])
+    one_process = micro_runs.run(model, quantized)
+    assert len(np.unique(one_process.argmax(axis=1))) > 1  # the samples do not all give one answer
+    np.testing.assert_array_equal(micro_runs.run_on_all_cores(model, quantized, workers=2), one_process)
+
+
 def test_a_dynamic_range_model_is_refused(small_model_dir):
     converter = tf.lite.TFLiteConverter.from_saved_model(small_model_dir[0])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: int8 weights, float activations

@@ -137,7 +137,9 @@ def test_beam_arguments_default_to_multi_processing_and_the_spec_wins(tmp_path):
     args = beam_pipeline_args(loaded, "beam")
     assert args[0] == "--direct_running_mode=multi_processing"
     assert args[-1] == "--direct_num_workers=3"  # Beam takes the last value of a repeated flag
-    assert beam_pipeline_args(loaded, "local")[0] == "--direct_num_workers=1"
+    assert beam_pipeline_args(loaded, "local") == ["--direct_num_workers=3"]
+    # No arguments of its own on the local runner: with none, TFX does not package itself for each component.
+    assert beam_pipeline_args(load_spec(write_spec(tmp_path)), "local") == []
 
 
 @pytest.mark.parametrize("text, message", [

@@ -42,6 +42,19 @@ def test_augmentations_keep_shape_and_range_and_change_the_images():
     assert augmenter(AugmentSpec(), seed=3) is None
 
 
+def test_augmented_batches_keep_their_static_image_shape_when_the_batch_size_is_unknown():
+    """A Flatten head needs height x width x channels known; a last, smaller batch leaves the batch size unknown."""
+    import tensorflow as tf
+
+    from trainer_modules.base import augmenter
+    from trainer_modules.config import AugmentSpec
+
+    spec = AugmentSpec(shift=0.05, zoom=0.1, stretch=0.1, rotation=0.03, thicken=0.5, low_resolution=0.75, crop=0.1)
+    batches = tf.data.Dataset.from_tensor_slices(tf.zeros([10, 28, 28, 1])).batch(4)  # 4, 4, 2: batch dim None
+    augmented = batches.map(augmenter(spec, seed=1))
+    assert augmented.element_spec.shape.as_list() == [None, 28, 28, 1]
+
+
 def test_the_geometric_augmentations_are_one_resample_that_keeps_what_each_layer_keeps():
     import numpy as np
     import tensorflow as tf
