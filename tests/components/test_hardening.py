@@ -209,3 +209,58 @@ def test_an_image_over_the_limits_is_an_error_before_it_is_decoded(width, height
     with pytest.raises(tf.errors.InvalidArgumentError, match="image too large"):
         decode_image(tf.constant(data), 28, 28, 1)
     assert time.monotonic() - started < 30  # decoding 400 megapixels would take far longer (and gigabytes)
+
+
+def damaged_jpegs(count: int, seed: int = 0) -> list:
+    """Truncated, overwritten and cut JPEGs (baseline, progressive, 4:4:4 and grayscale) of two photos."""
+    import random
+
+    from sklearn.datasets import load_sample_images
+
+    originals = []
+    for photo in load_sample_images().images:
+        image = Image.fromarray(photo).resize((160, 120))
+        for options, mode in [({"quality": 90}, "RGB"), ({"quality": 75, "progressive": True}, "RGB"),
+                              ({"quality": 95, "subsampling": 0}, "RGB"), ({}, "L")]:
+            buffer = io.BytesIO()
+            image.convert(mode).save(buffer, "JPEG", **options)
+            originals.append(buffer.getvalue())
+    rng = random.Random(seed)
+    damaged = []
+    for k in range(count):
+        data = bytearray(originals[k % len(originals)])
+        if k % 4 == 0:  # cut off anywhere
+            data = data[:rng.randint(2, len(data) - 1)]
+        elif k % 4 == 1:  # a few bytes of the compressed data overwritten
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randint(len(data) // 4, len(data) - 3)] = rng.randint(0, 255)
+        elif k % 4 == 2:  # one byte of the headers overwritten
+            data[rng.randint(2, 600)] = rng.randint(0, 255)
+        else:  # a run of bytes missing from the middle
+            start = rng.randint(len(data) // 4, len(data) - 3)
+            del data[start:start + rng.randint(1, 64)]
+        damaged.append(bytes(data))
+    return damaged
+
+
+def test_the_jpeg_check_flags_exactly_what_a_full_decode_and_tensorflow_flag():
+    """Ingestion decodes JPEGs at 1/8 scale (decode.inspect_image): on 1,600 damaged JPEGs it must flag
+    every file a full Pillow decode flags and every file TensorFlow's decoder (the Trainer's) fails on."""
+    from components.image_example_gen.decode import inspect_image
+
+    def fails(check, data):
+        try:
+            check(data)
+            return False
+        except Exception:
+            return True
+
+    def full_decode(data):
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+
+    variants = damaged_jpegs(1600)
+    flagged = [fails(inspect_image, data) for data in variants]
+    assert 200 < sum(flagged) < 1400  # damage that breaks the file, and damage a decoder reads through
+    assert flagged == [fails(full_decode, data) for data in variants]
+    assert flagged == [fails(lambda data: tf.io.decode_jpeg(data).numpy(), data) for data in variants]
