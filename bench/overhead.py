@@ -11,8 +11,8 @@ On pipelines/digits.yaml's data (5,000 images), in scratch output folders:
   - the pipeline's first run on a fifth of the images, for memory growth.
 Each is a separate process; its process tree's peak resident memory (the CLI,
 Beam workers, nothing else) is sampled every 0.25 s. Targets (issue 8): first
-run <= 1.5x the script, cached re-run < the script (and <= 10% of the first
-run, issue 1); peak memory does not grow with the number of images.
+run <= 1.0x the script (issue 22; 1.5x before), cached re-run < the script, <= 10% of the
+first run (issue 1) and <= 10 s (issue 22); peak memory does not grow with the number of images.
 """
 from __future__ import annotations
 
@@ -128,13 +128,18 @@ def main(repeats: str = "3", epochs: str | None = None) -> dict:
                               "pipeline_cached_rerun": [run["seconds"] for run in cached]},
         # Where the first run's time goes (the first repeat's); the rest is start-up, MLMD and the run report.
         "pipeline_component_seconds": first[0]["components"],
+        "pipeline_component_seconds_each_pass": [run["components"] for run in first],
+        # Start-up (imports, the run's child process), TFX's launcher and ML Metadata between components, the report.
+        "pipeline_outside_components_seconds_each_pass": [round(run["seconds"] - sum(run["components"].values()), 1)
+                                                          for run in first],
         "accuracy": {"plain_script": plain[0]["output"]["accuracy"], "pipeline": first[0]["output"]["accuracy"]},
         "ratios": {
             "pipeline_first_vs_plain": round(median(first) / median(plain), 2),
             "pipeline_cached_vs_plain": round(median(cached) / median(plain), 3),
             "pipeline_cached_vs_first": round(median(cached) / median(first), 3),
         },
-        "targets": {"pipeline_first_vs_plain": 1.5, "pipeline_cached_vs_plain": 1.0, "pipeline_cached_vs_first": 0.10},
+        "targets": {"pipeline_first_vs_plain": 1.0, "pipeline_cached_vs_plain": 1.0, "pipeline_cached_vs_first": 0.10,
+                    "pipeline_cached_rerun_seconds": 10.0},
         "memory": {
             "peak_rss_mb": {"plain_script": median(plain, "peak_rss_mb"), "pipeline_first_run": median(first, "peak_rss_mb"),
                             f"pipeline_first_run_{small['output']['files_ingested']}_images": small["peak_rss_mb"]},
@@ -146,7 +151,8 @@ def main(repeats: str = "3", epochs: str | None = None) -> dict:
         "seconds_fifth_run": small["seconds"],
     }
     ratios, targets = result["ratios"], result["targets"]
-    result["target_met"] = {key: ratios[key] <= targets[key] if key != "pipeline_cached_vs_plain" else ratios[key] < 1
+    measured = {**ratios, "pipeline_cached_rerun_seconds": median(cached)}
+    result["target_met"] = {key: measured[key] <= targets[key] if key != "pipeline_cached_vs_plain" else measured[key] < 1
                             for key in targets}
     write_result("overhead", result)
     print(json.dumps(result, indent=2))

@@ -60,12 +60,17 @@ def rows() -> list[tuple[str, str, str, str]]:
     overhead = load("overhead")
     if overhead:
         sec, ratio, met, memory = overhead["seconds"], overhead["ratios"], overhead["target_met"], overhead["memory"]
+        targets = overhead["targets"]
         out.append(("digits pipeline first run vs the plain Keras script",
                     f"{sec['pipeline_first_run']} s vs {sec['plain_script']} s = {ratio['pipeline_first_vs_plain']}x",
-                    "<= 1.5x", verdict(met["pipeline_first_vs_plain"])))
+                    f"<= {targets['pipeline_first_vs_plain']}x", verdict(met["pipeline_first_vs_plain"])))
         out.append(("digits pipeline cached re-run vs the plain script",
                     f"{sec['pipeline_cached_rerun']} s = {ratio['pipeline_cached_vs_plain']}x", "< 1x",
                     verdict(met["pipeline_cached_vs_plain"])))
+        if "pipeline_cached_rerun_seconds" in targets:
+            out.append(("digits pipeline cached re-run (start-up)", f"{sec['pipeline_cached_rerun']} s",
+                        f"<= {targets['pipeline_cached_rerun_seconds']:g} s",
+                        verdict(met["pipeline_cached_rerun_seconds"])))
         peaks = memory["peak_rss_mb"]
         out.append(("`make run` peak memory (process tree), all vs a fifth of the images",
                     ", ".join(f"{k.replace('_', ' ')} {v:,} MB" for k, v in peaks.items())
