@@ -4,8 +4,10 @@
 
 On one generated folder of ~320x240 photographic JPEGs (random crops, flips
 and colour shifts of scikit-learn's two sample photos, 10 class folders):
-  1. decode limit: JPEGs one core decodes per second (PIL, as ImageExampleGen
-     decodes to validate; and tf.io.decode_jpeg, as the codelab does);
+  1. decode limit: JPEGs one core decodes in full per second (PIL; and
+     tf.io.decode_jpeg, as the codelab does). ImageExampleGen checks JPEGs by
+     a 1/8-scale decode, which flags the same files (tests/components/
+     test_hardening.py), so it can beat this limit;
   2. the flowers codelab's way: one process, a tf.data map that reads, decodes
      and resizes, a Python loop writing 16 shards with TFRecordWriter;
   3. ImageExampleGen -> StatisticsGen in a TFX pipeline, on the local runner
@@ -154,13 +156,16 @@ def tfx_ingest(root: Path, work: Path, runner: str, sampler: Sampler) -> dict:
 
     name = f"ingest-{runner}-{root.name}"
     example_gen = ImageExampleGen(input_base=str(root), input_pattern="*/*", train_buckets=4, eval_buckets=1)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # As the pipeline runs it (imagepipe/pipeline.py): StatisticsGen reads the imported schema.
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(REPO / "schemas" / "image_examples.pbtxt"))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  schema=schema_gen.outputs["schema"])
     workers = os.cpu_count() or 1
     args = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"] if runner == "beam"
             else ["--direct_num_workers=1"])
     metadata_path = work / f"{name}.sqlite"
     pipeline = tfx.dsl.Pipeline(
-        pipeline_name=name, pipeline_root=str(work / name), components=[example_gen, statistics_gen],
+        pipeline_name=name, pipeline_root=str(work / name), components=[example_gen, schema_gen, statistics_gen],
         enable_cache=False, beam_pipeline_args=args,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata_path)))
     start = time.time()
@@ -253,6 +258,9 @@ def main() -> None:
         "beam_vs_local_example_gen": round(beam_gen["images_per_second"] / local_gen["images_per_second"], 2),
         # Whole component, worker start-up included.
         "beam_vs_codelab": round(beam_gen["images_per_second"] / codelab_rate, 2),
+        # The codelab loop's passes are bimodal here (tf.data's autotuner uses one core or both): its best pass.
+        "beam_vs_codelab_fastest": round(beam_gen["images_per_second"]
+                                         / max(result["codelab_loop"]["images_per_second_each_pass"]), 2),
         # Throughput once the workers run: the codelab loop has no start-up to speak of.
         "beam_steady_vs_codelab": round((beam_gen["steady_images_per_second"] or 0) / codelab_rate, 2),
         "beam_steady_vs_decode_limit_x_cores": round((beam_gen["steady_images_per_second"] or 0) / limit, 2),
@@ -261,7 +269,8 @@ def main() -> None:
             runner: round(result[f"tfx_{runner}"]["full"]["components"]["ImageExampleGen"]["peak_rss_mb"]
                           / result[f"tfx_{runner}"]["subset"]["components"]["ImageExampleGen"]["peak_rss_mb"], 2)
             for runner in ("local", "beam")},
-        "targets": {"beam_vs_codelab": 1.5, "beam_steady_vs_decode_limit_x_cores": 0.6},
+        # Issue 22: against the codelab's fastest pass, and 0.8 (0.6 before) of what the cores can decode.
+        "targets": {"beam_vs_codelab": 1.5, "beam_vs_codelab_fastest": 1.5, "beam_steady_vs_decode_limit_x_cores": 0.8},
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_result("ingest", result)

@@ -77,7 +77,7 @@ def scratch_spec(work: Path, name: str, data_root: Path, epochs: int | None) -> 
 
 def fifth_of(root: Path, work: Path) -> Path:
     """Every fifth image of each class, as symlinks."""
-    out = work / "fifth"
+    out = work / "fifth-images"  # not "fifth": that is the run's output folder, and the spec refuses outputs in the data
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         (out / folder.name).mkdir(parents=True)
         for image in sorted(folder.iterdir())[::5]:

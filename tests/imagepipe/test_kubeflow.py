@@ -52,6 +52,11 @@ def test_the_compiled_job_parses_strictly_and_every_task_runs_our_image(tmp_path
     assert parameters["input_base"]["runtimeValue"]["constant"] == str(tmp_path / "data" / "digits")
     order = task_order(job)
     assert order.index("ImageExampleGen") < order.index("Transform") < order.index("Trainer") < order.index("Pusher")
+    # StatisticsGen reads the schema, whose image_domain keeps every image's bytes out of TFDV's exact top-k
+    # and unique counts (tests/components/test_example_validator.py): its memory grew with the images.
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "schema" in tasks["StatisticsGen"]["inputs"]["artifacts"]
+    assert order.index("SchemaGen") < order.index("StatisticsGen")
 
 
 def test_the_readme_compile_command_works_as_written(tmp_path):
