@@ -73,7 +73,7 @@ def beam_pipeline_args(loaded: LoadedSpec, runner: str) -> List[str]:
         defaults = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     else:
         # None: Beam's defaults are one in-process worker. Any argument at all makes TFX copy its own
-        # installation into an sdist for every Beam component (tfx.utils.dependency_utils), 2-4 s each,
+        # installation into an sdist for every Beam component (tfx.utils.dependency_utils), 2-5 s each,
         # for remote workers that a local run does not have.
         defaults = []
     return defaults + list(beam.pipeline_args)

@@ -17,16 +17,21 @@ import numpy as np
 MIN_SAMPLES_PER_WORKER = 64
 
 
-def run(model: bytes, inputs: np.ndarray, arena_bytes: int | None = None) -> np.ndarray:
-    """One interpreter, one sample at a time (the converted models have batch size 1)."""
+def interpreter(model: bytes, arena_bytes: int | None = None):
+    """A TFLite Micro interpreter for `model` (arena_bytes None: the wrapper's default arena)."""
     from tflite_micro.python.tflite_micro import runtime
 
-    interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
+    return runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
+
+
+def run(model: bytes, inputs: np.ndarray, arena_bytes: int | None = None) -> np.ndarray:
+    """One interpreter, one sample at a time (the converted models have batch size 1)."""
+    micro = interpreter(model, arena_bytes)
     outputs = []
     for sample in inputs:
-        interpreter.set_input(sample[None], 0)
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0))[0].copy())
+        micro.set_input(sample[None], 0)
+        micro.invoke()
+        outputs.append(np.array(micro.get_output(0))[0].copy())
     return np.stack(outputs)
 
 

@@ -150,12 +150,6 @@ def run_tflite(model: bytes, inputs: Iterable[np.ndarray], reference_kernels: bo
     return np.stack(outputs)
 
 
-def micro_interpreter(model: bytes, arena_bytes: int | None = None):
-    from tflite_micro.python.tflite_micro import runtime
-
-    return runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
-
-
 def run_micro(model: bytes, inputs: Iterable[np.ndarray], arena_bytes: int | None = None) -> np.ndarray:
     """Runs int8 samples in the TFLite Micro interpreter (the code that runs on the device), on every core
     when there are enough of them (micro_runs.py)."""
@@ -191,7 +185,7 @@ def measure_arena_bytes(model: bytes, sample: np.ndarray) -> int:
     """The smallest tensor arena (to 16 bytes) in which TFLite Micro runs the model:
     what its recording allocator reports after one inference, confirmed by running it."""
     report: list = []
-    interpreter = micro_interpreter(model, max(64 << 20, 10 * len(model)))
+    interpreter = micro_runs.interpreter(model, max(64 << 20, 10 * len(model)))
     interpreter.set_input(sample[None], 0)
     interpreter.invoke()
     with _captured_stderr(report):
