@@ -117,11 +117,9 @@ def main() -> None:
     ratios = {}
     for runner, runs in result["runs"].items():
         small, large = runs["6000"], runs["60000"]
-        ratios[runner] = {name: {"seconds": round(large["components"][name]["seconds"]
-                                                  / small["components"][name]["seconds"], 2),
-                                 "peak_rss_mb": round(large["components"][name]["peak_rss_mb"]
-                                                      / small["components"][name]["peak_rss_mb"], 2)}
-                          for name in small["components"]}
+        ratios[runner] = {name: {key: round(large["components"][name][key] / small["components"][name][key], 2)
+                                 for key in ("seconds", "peak_rss_mb")}
+                          for name in ("ImageExampleGen", "StatisticsGen", "Transform", "Trainer")}
     result["large_vs_small"] = ratios
     result["bench_seconds"] = round(time.perf_counter() - started, 1)
     write_result("scale", result)
