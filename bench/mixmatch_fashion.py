@@ -1,7 +1,11 @@
 """Benchmark: MixMatch vs. supervised-only on Fashion-MNIST at 250 labels, measured on the 10,000 test images.
 
-  python bench/mixmatch_fashion.py [steps] [seed] [eval_every] [method ...]
-  (default 3,000 steps, seed 0, a curve point every 500 steps, both methods)
+  python bench/mixmatch_fashion.py [steps] [seed] [eval_every] [method ...] [--variant NAME]
+  (default 3,000 steps, seed 0, a curve point every 500 steps, both methods, the spec's hyperparameters)
+
+A variant (VARIANTS below) changes the spec's MixMatch hyperparameters for both methods, one lever at a time,
+so that each lever of the paper's recipe is measured on its own: runs are kept per variant, and
+"levers" compares every (variant, steps) measured. The top-level comparison is the invocation's variant.
 
 The data are pipelines/fashion-mixmatch.yaml's: `data/fashion-mnist` (`imagepipe data fashion-mnist`) split by the
 spec's hash rule; the train split keeps 25 labels per class (ImageExampleGen's seeded choice, as in
@@ -43,6 +47,26 @@ from components.image_transform import decode_image  # noqa: E402
 from imagepipe.datasets import FASHION_CLASSES, fashion_mnist_arrays  # noqa: E402
 from imagepipe.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
+
+
+# Levers, each a change of pipelines/fashion-mixmatch.yaml's trainer.hyperparameters (backbone ones nested).
+VARIANTS = {
+    "spec": {},
+    # Batch norm in every conv unit; the head's dropout off, so that label guesses (made in training mode,
+    # as the paper's code does) are not dropout-noisy. One forward pass over the whole mixed batch puts
+    # labelled and unlabelled images into the same batch-norm statistics: what the paper's interleaving does.
+    "batch-norm": {"backbone_hyperparameters": {"batch_norm": True, "dropout": 0.0}},
+    # As batch-norm, with the head of the paper's Wide ResNet: global average pooling straight into the softmax.
+    "batch-norm-gap": {"backbone_hyperparameters": {"batch_norm": True, "dropout": 0.0, "head": "global_average",
+                                                     "dense_units": 0}},
+}
+
+
+def variant_hyperparameters(spec_hp: dict, variant: str) -> dict:
+    change = VARIANTS[variant]
+    backbone = {**spec_hp.get("backbone_hyperparameters", {}), **change.get("backbone_hyperparameters", {})}
+    return {**spec_hp, **{k: v for k, v in change.items() if k != "backbone_hyperparameters"},
+            "backbone_hyperparameters": backbone}
 
 
 def test_set(image) -> tuple[np.ndarray, np.ndarray]:
@@ -93,11 +117,16 @@ def commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
-def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods: str) -> dict:
+def summary(runs: list[dict]) -> dict:
+    accuracies = [r["test_accuracy"] for r in runs]
+    return {"median_test_accuracy": statistics.median(accuracies) if accuracies else None, "seeds": len(runs)}
+
+
+def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods: str, variant: str = "spec") -> dict:
     steps, seed, eval_every = int(steps), int(seed), int(eval_every)
     loaded = load_spec(SPEC)
     spec = loaded.spec
-    hp = mixmatch.Hyperparameters.model_validate(spec.trainer.hyperparameters)
+    hp = mixmatch.Hyperparameters.model_validate(variant_hyperparameters(spec.trainer.hyperparameters, variant))
     import importlib
 
     family = importlib.import_module(f"trainer_modules.{hp.backbone}")
@@ -114,26 +143,38 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
                                                 "mixmatch": {"runs": []}}
     for method in methods or ("supervised", "mixmatch"):
         curve = Curve(test_x, test_y, eval_every)
-        print(f"{method}: {steps} steps, seed {spec.trainer.seed + seed}", flush=True)
+        print(f"{method}: {steps} steps, seed {spec.trainer.seed + seed}, variant {variant}", flush=True)
         backbone, seconds = train(hp, family, backbone_hp, train_x[labelled], train_y[labelled], train_x[~labelled],
                                   num_classes, steps, spec.trainer.batch_size, spec.trainer.learning_rate,
                                   spec.trainer.seed + seed, semi=method == "mixmatch", callbacks=[curve])
         accuracy = float((backbone.predict(test_x, batch_size=500, verbose=0).argmax(axis=1) == test_y).mean())
-        run = {"seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
+        run = {"variant": variant, "seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
                "backbone": hp.backbone, "test_accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1),
                "curve": curve.points, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
         fashion[method]["runs"].append(run)
         print(f"{method}: test accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
 
+    def measured(method: str, of_variant: str, of_steps: int) -> list[dict]:
+        return [r for r in fashion[method]["runs"] if r["steps"] == of_steps and r.get("variant", "spec") == of_variant]
+
     for method in ("supervised", "mixmatch"):
-        accuracies = [r["test_accuracy"] for r in fashion[method]["runs"] if r["steps"] == steps]
-        fashion[method]["median_test_accuracy"] = statistics.median(accuracies) if accuracies else None
-    seeds = {m: len([r for r in fashion[m]["runs"] if r["steps"] == steps]) for m in ("supervised", "mixmatch")}
-    fashion.update(seeds=min(seeds.values()), steps=steps)
+        fashion[method]["median_test_accuracy"] = summary(measured(method, variant, steps))["median_test_accuracy"]
+    seeds = {m: len(measured(m, variant, steps)) for m in ("supervised", "mixmatch")}
+    fashion.update(seeds=min(seeds.values()), steps=steps, variant=variant,
+                   variant_hyperparameters=variant_hyperparameters(spec.trainer.hyperparameters, variant))
     medians = [fashion[m]["median_test_accuracy"] for m in ("supervised", "mixmatch")]
     fashion["gain_points"] = round(100 * (medians[1] - medians[0]), 1) if None not in medians else None
     fashion["target_met"] = bool(fashion["gain_points"] is not None and fashion["gain_points"] >= 10 and
                                  fashion["seeds"] >= 3)
+    levers = []
+    for lever, lever_steps in sorted({(r.get("variant", "spec"), r["steps"])
+                                      for m in ("supervised", "mixmatch") for r in fashion[m]["runs"]}):
+        row = {"variant": lever, "steps": lever_steps, "change": VARIANTS.get(lever),
+               **{m: summary(measured(m, lever, lever_steps)) for m in ("supervised", "mixmatch")}}
+        both = [row[m]["median_test_accuracy"] for m in ("supervised", "mixmatch")]
+        row["gain_points"] = round(100 * (both[1] - both[0]), 1) if None not in both else None
+        levers.append(row)
+    fashion["levers"] = levers
     # The file's provenance is that of the digits comparison (bench/mixmatch.py); these runs carry their own.
     path = write_result("mixmatch", {**{k: v for k, v in previous.items() if k != "provenance"}, "fashion-mnist": fashion})
     written = json.loads(path.read_text())
@@ -145,4 +186,12 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    arguments = sys.argv[1:]
+    chosen = "spec"
+    if "--variant" in arguments:
+        at = arguments.index("--variant")
+        chosen = arguments[at + 1]
+        del arguments[at:at + 2]
+        if chosen not in VARIANTS:
+            raise SystemExit(f"--variant {chosen}: unknown; use one of {', '.join(VARIANTS)}")
+    main(*arguments, variant=chosen)

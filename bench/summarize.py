@@ -94,10 +94,27 @@ def rows() -> list[tuple[str, str, str, str]]:
     fashion = (semi or {}).get("fashion-mnist")
     if fashion and fashion.get("gain_points") is not None:
         acc = {m: fashion[m]["median_test_accuracy"] for m in ("supervised", "mixmatch")}
+        variant = fashion.get("variant", "spec")
         out.append((f"MixMatch vs supervised-only on Fashion-MNIST, {fashion['labels']} labels, {fashion['steps']:,} "
-                    f"steps, median of {fashion['seeds']} seed(s) (`bench/mixmatch_fashion.py`)",
+                    f"steps, median of {fashion['seeds']} seed(s), variant `{variant}` (`bench/mixmatch_fashion.py`)",
                     f"test accuracy {acc['mixmatch']:.3f} vs {acc['supervised']:.3f} = {fashion['gain_points']:+} points",
                     ">= +10 points, >= 3 seeds", verdict(fashion["target_met"])))
+        for lever in fashion.get("levers", []):
+            if (lever["variant"], lever["steps"]) == (variant, fashion["steps"]) or lever["gain_points"] is None:
+                continue
+            both = {m: lever[m]["median_test_accuracy"] for m in ("supervised", "mixmatch")}
+            out.append((f"  lever: variant `{lever['variant']}`, {lever['steps']:,} steps, "
+                        f"{min(lever[m]['seeds'] for m in both)} seed(s)",
+                        f"test accuracy {both['mixmatch']:.3f} vs {both['supervised']:.3f} = {lever['gain_points']:+} points",
+                        "(a lever measured)", ""))
+    scale = load("scale")
+    if scale:
+        for runner, ratios in scale["large_vs_small"].items():
+            seconds = ", ".join(f"{name} {r['seconds']}x" for name, r in ratios.items())
+            memory = ", ".join(f"{name} {r['peak_rss_mb']}x" for name, r in ratios.items())
+            out.append((f"scale: Fashion-MNIST 60,000 vs 6,000 images, {runner} runner (`bench/scale.py`; Trainer: 1 epoch)",
+                        f"time {seconds}; peak memory {memory}", "time <= 10x, memory ~1.0x (<= 1.2x)",
+                        verdict(all(r["seconds"] <= 10 and r["peak_rss_mb"] <= 1.2 for r in ratios.values()))))
     return out
 
 
@@ -172,6 +189,25 @@ def families_rows() -> list[tuple]:
             for r in (families or {}).get("runs", []) if r["saved_model_bytes"]]
 
 
+def fashion_families_rows() -> list[tuple]:
+    """README Fashion-MNIST families table, from families.json's "fashion-mnist"."""
+    fashion = (load("families") or {}).get("fashion-mnist")
+    if not fashion:
+        return []
+    out = []
+    for r in fashion["runs"]:
+        if not r.get("pushed_version"):
+            out.append((r["family"], f"{r['parameters']:,}", "-", "-", "-", "-", "-", "-", f"failed ({r['exit_code']})"))
+            continue
+        edge = r["edge"]
+        out.append((r["family"] + (f" (`weights: {r['hyperparameters']['weights']}`)" if "weights" in r["hyperparameters"] else ""),
+                    f"{r['parameters']:,}", str(r["epochs"]), f"{r['train_seconds']:.0f}", f"{r['test_accuracy']:.4f}",
+                    f"{r['subset_int8_accuracy']:.4f} vs {r['subset_float_accuracy']:.4f}",
+                    f"{edge['int8_model_bytes'] / 1024:,.0f}", f"{edge['arena_bytes'] / 1024:,.0f}",
+                    "yes" if r["fits_board"] else "no"))
+    return out
+
+
 def markdown(header: list[str], body: list[tuple], align: str = "") -> list[str]:
     align = align or "-" * len(header)
     return ([f"| {' | '.join(header)} |", "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
@@ -187,6 +223,10 @@ def blocks() -> dict[Path, dict[str, str]]:
             "how-well": "\n".join(markdown(["what", "result", "source"], how_well_rows())),
             "families": "\n".join(markdown(["family", "spec", "parameters", "epochs", "train s", "eval accuracy",
                                              "SavedModel MB"], families_rows(), "--rrrrr")),
+            "families-fashion": "\n".join(markdown(
+                ["family", "parameters", "epochs", "train s", "test accuracy (10,000)",
+                 "int8 vs float, TFLite Micro (first 2,000 test images)", "int8 KiB", "arena KiB",
+                 "fits 1 MiB / 256 KiB"], fashion_families_rows(), "-rrrrrrr-")),
         },
     }
 
