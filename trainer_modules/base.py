@@ -20,7 +20,7 @@ import math
 import os
 import posixpath
 import tempfile
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -303,6 +303,31 @@ def count_examples(file_patterns: List[str], labelled: bool = True) -> int:
     return int(sum(int(tf.reduce_sum(tf.cast((batch >= 0) == labelled, tf.int32))) for batch in labels))
 
 
+# trainer.cache holds the decoded images (float32) in memory; beyond this share of the machine's memory a
+# big photo folder would push the Trainer into swap or the out-of-memory killer.
+CACHE_MEMORY_SHARE = 0.25
+
+
+def machine_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def cache_plan(cache: bool, examples: int, input_shape: Tuple[int, int, int],
+               memory_bytes: Optional[int] = None) -> tuple[bool, List[str]]:
+    """(cache or not, warnings): trainer.cache, unless the decoded images would take more than
+    CACHE_MEMORY_SHARE of the machine's memory; then each epoch decodes them again."""
+    if not cache:
+        return False, []
+    memory_bytes = memory_bytes or machine_memory_bytes()
+    decoded = examples * math.prod(input_shape) * 4
+    if decoded <= CACHE_MEMORY_SHARE * memory_bytes:
+        return True, []
+    return False, [f"trainer.cache: the {examples:,} decoded images of the train and eval splits would take "
+                   f"{decoded / 2**30:.1f} GiB, more than {CACHE_MEMORY_SHARE:.0%} of this machine's "
+                   f"{memory_bytes / 2**30:.1f} GiB; they are decoded again each epoch instead; fix: set "
+                   "trainer.cache: false to say so (and silence this), or train on a machine with more memory"]
+
+
 def epoch_plan(train_examples: int, global_batch: int) -> tuple[int, List[str]]:
     """(steps per epoch, warnings): at least MIN_STEPS_PER_EPOCH, the train split repeated as needed."""
     if train_examples == 0:
@@ -365,19 +390,21 @@ def train(fn_args: FnArgs, build_model: Callable, fine_tune: Callable | None = N
 
     train_examples = count_examples(fn_args.train_files)
     steps_per_epoch, warnings = epoch_plan(train_examples, global_batch)
-    for warning in warnings:
+    cache, cache_warnings = cache_plan(trainer.cache, train_examples + count_examples(fn_args.eval_files),
+                                       context.input_shape)
+    for warning in warnings + cache_warnings:
         logging.warning("imagepipe warning: %s", warning)
     if trainer.steps_per_execution > steps_per_epoch:
         raise NothingTrained(f"trainer.steps_per_execution ({trainer.steps_per_execution}) is more than the "
                              f"{steps_per_epoch} steps of an epoch: Keras would train nothing; fix: lower it")
     train_ds = make_dataset(
-        fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer.cache,
+        fn_args.train_files, tft_layer, global_batch, training=True, cache=cache,
         shuffle_buffer=trainer.shuffle_buffer, augment=augmenter(trainer.augment, trainer.seed),
         seed=trainer.seed, repeat=True,
     )
     # Eval batches keep their remainder (every eval image counts) except on
     # TPUs, which need static shapes.
-    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer.cache,
+    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=cache,
                            drop_remainder=context.on_tpu)
 
     with strategy.scope():

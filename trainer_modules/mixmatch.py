@@ -30,7 +30,8 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.dsl.io import fileio
 
 from components.contracts import read_label_names
-from trainer_modules.base import EpochLogger, examples_uri, export_all, make_dataset, save_history
+from trainer_modules.base import (EpochLogger, cache_plan, count_examples, examples_uri, export_all, make_dataset,
+                                  save_history)
 from trainer_modules.config import FAMILIES
 from trainer_modules.config import MixmatchHyperparameters as Hyperparameters
 from trainer_modules.context import TrainingContext
@@ -208,8 +209,15 @@ def run_fn(fn_args: FnArgs) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     tft_layer = tft_output.transform_features_layer()
 
+    # Both halves of the train split (labelled and unlabelled) and the eval split.
+    examples = sum(count_examples(fn_args.train_files, labelled) for labelled in (True, False)) + \
+        count_examples(fn_args.eval_files)
+    cache, warnings = cache_plan(trainer.cache, examples, context.input_shape)
+    for warning in warnings:
+        logging.warning("imagepipe warning: %s", warning)
+
     def batches(labelled: bool) -> tf.data.Dataset:
-        return make_dataset(fn_args.train_files, tft_layer, global_batch, training=True, cache=trainer.cache,
+        return make_dataset(fn_args.train_files, tft_layer, global_batch, training=True, cache=cache,
                             shuffle_buffer=trainer.shuffle_buffer, seed=trainer.seed, labelled=labelled)
 
     # In file order, uncached and unshuffled: parses only as far as the first batch of unlabelled
@@ -221,7 +229,7 @@ def run_fn(fn_args: FnArgs) -> None:
             f"{global_batch} is needed); fix: put them in <data root>/<data.unlabeled_dir>/, or set "
             "data.labels_per_class to keep only that many labels per class")
     train = tf.data.Dataset.zip((batches(labelled=True).repeat(), batches(labelled=False).map(lambda x, y: x).repeat()))
-    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=trainer.cache,
+    eval_ds = make_dataset(fn_args.eval_files, tft_layer, global_batch, training=False, cache=cache,
                            drop_remainder=context.on_tpu)
 
     with strategy.scope():

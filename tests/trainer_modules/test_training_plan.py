@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer_modules.base import MIN_STEPS_PER_EPOCH, NothingTrained, epoch_plan, kept_epoch
+from trainer_modules.base import (CACHE_MEMORY_SHARE, MIN_STEPS_PER_EPOCH, NothingTrained, cache_plan, epoch_plan,
+                                  kept_epoch)
 
 
 def test_a_small_train_split_is_repeated_to_enough_steps_and_the_user_is_warned():
@@ -40,3 +41,21 @@ def test_training_with_repeat_takes_the_planned_steps_even_below_one_batch():
     steps, _ = epoch_plan(5, 8)
     history = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
     assert len(history.history["loss"]) == 1  # a run on 5 images at batch 8 trains instead of silently nothing
+
+
+def test_the_decoded_images_are_cached_while_they_fit_a_quarter_of_memory():
+    gib = 2**30
+    # Fashion-MNIST's 60,000 28x28 images: 188 MB decoded, cached on a 24 GiB machine.
+    assert cache_plan(True, 60_000, (28, 28, 1), memory_bytes=24 * gib) == (True, [])
+    # 20,000 photos at 224x224x3 are 11.2 GiB decoded: more than a quarter of 24 GiB, so not cached, and said so.
+    cache, warnings = cache_plan(True, 20_000, (224, 224, 3), memory_bytes=24 * gib)
+    assert cache is False
+    assert len(warnings) == 1 and "trainer.cache" in warnings[0] and "11.2 GiB" in warnings[0] \
+        and "fix: set trainer.cache: false" in warnings[0]
+    # Just under and just over the share.
+    per_image = 224 * 224 * 3 * 4
+    limit = int(CACHE_MEMORY_SHARE * 24 * gib) // per_image
+    assert cache_plan(True, limit, (224, 224, 3), memory_bytes=24 * gib)[0] is True
+    assert cache_plan(True, limit + 1, (224, 224, 3), memory_bytes=24 * gib)[0] is False
+    # trainer.cache: false stays off, without a warning.
+    assert cache_plan(False, 10, (28, 28, 1), memory_bytes=24 * gib) == (False, [])
