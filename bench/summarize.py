@@ -208,6 +208,21 @@ def fashion_families_rows() -> list[tuple]:
     return out
 
 
+def scale_rows() -> list[tuple]:
+    """README scale table, from scale.json: seconds and peak memory per component, 6,000 -> 60,000 images."""
+    scale = load("scale")
+    if not scale:
+        return []
+    out = []
+    for runner, runs in scale["runs"].items():
+        small, large = runs["6000"]["components"], runs["60000"]["components"]
+        for name in scale["large_vs_small"][runner]:
+            out.append((runner, name + (" (1 epoch)" if name == "Trainer" else ""),
+                        f"{small[name]['seconds']:.1f} -> {large[name]['seconds']:.1f}",
+                        f"{small[name]['peak_rss_mb']:,.0f} -> {large[name]['peak_rss_mb']:,.0f}"))
+    return out
+
+
 def markdown(header: list[str], body: list[tuple], align: str = "") -> list[str]:
     align = align or "-" * len(header)
     return ([f"| {' | '.join(header)} |", "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
@@ -223,6 +238,8 @@ def blocks() -> dict[Path, dict[str, str]]:
             "how-well": "\n".join(markdown(["what", "result", "source"], how_well_rows())),
             "families": "\n".join(markdown(["family", "spec", "parameters", "epochs", "train s", "eval accuracy",
                                              "SavedModel MB"], families_rows(), "--rrrrr")),
+            "scale": "\n".join(markdown(["runner", "component", "seconds, 6,000 -> 60,000 images",
+                                          "peak memory MB (process tree)"], scale_rows(), "--rr")),
             "families-fashion": "\n".join(markdown(
                 ["family", "parameters", "epochs", "train s", "test accuracy (10,000)",
                  "int8 vs float, TFLite Micro (first 2,000 test images)", "int8 KiB", "arena KiB",
