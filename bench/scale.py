@@ -111,7 +111,9 @@ def measure(runner: str, images: str, work: Path) -> dict:
             continue
         components[name] = {"seconds": round(ended - began, 2), "peak_rss_mb": sampler.peak_rss_mb_between(began, ended),
                             "cpu_use_of_all_cores": sampler.mean_cpu_between(began, ended)}
-    return {"images": int(images), "read_all_first_seconds": read_seconds, "seconds": round(total, 1), "peak_rss_mb": sampler.peak_rss_mb_between(),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    return {"images": int(images), "commit": commit.strip(), "date": time.strftime("%Y-%m-%d"),
+            "read_all_first_seconds": read_seconds, "seconds": round(total, 1), "peak_rss_mb": sampler.peak_rss_mb_between(),
             "components": components}
 
 
