@@ -66,9 +66,11 @@ def load_split(loaded, labels_per_class: int):
 
 
 def train(hp, backbone_family, backbone_hp, images, labels, unlabeled, num_classes, steps, batch, lr, seed, semi,
-          callbacks=()):
+          callbacks=lambda average: []):
+    """`callbacks(average)`: more callbacks, given the WeightAverage (to score the averaged weights as it goes)."""
     keras.utils.set_random_seed(seed)
     backbone = backbone_family.build_model(images.shape[1:], num_classes, backbone_hp)
+    average = mixmatch.WeightAverage(backbone, hp.ema_decay)
     labelled = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().shuffle(len(images), seed=seed).batch(batch)
     if semi:
         model = mixmatch.MixMatch(backbone, num_classes, hp)
@@ -80,7 +82,8 @@ def train(hp, backbone_family, backbone_hp, images, labels, unlabeled, num_class
         data = labelled
     model.compile(optimizer=mixmatch.optimizer(lr, hp))
     start = time.perf_counter()
-    model.fit(data.prefetch(tf.data.AUTOTUNE), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=list(callbacks))
+    model.fit(data.prefetch(tf.data.AUTOTUNE), steps_per_epoch=steps, epochs=1, verbose=0,
+              callbacks=[average, *callbacks(average)])  # the average first: the others see it updated
     return backbone, time.perf_counter() - start
 
 

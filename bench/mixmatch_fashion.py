@@ -1,6 +1,6 @@
 """Benchmark: MixMatch vs. supervised-only on Fashion-MNIST at 250 labels, measured on the 10,000 test images.
 
-  python bench/mixmatch_fashion.py [steps] [seed] [eval_every] [method ...] [--variant NAME]
+  python bench/mixmatch_fashion.py [steps] [seed] [eval_every] [method ...] [--variant NAME[,NAME...]]
   (default 3,000 steps, seed 0, a curve point every 500 steps, both methods, the spec's hyperparameters)
 
 A variant (VARIANTS below) changes the spec's MixMatch hyperparameters for both methods, one lever at a time,
@@ -87,29 +87,21 @@ def test_set(image) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Curve(keras.callbacks.Callback):
-    """Scores the optimizer's moving average of the weights every `every` steps, without disturbing training."""
+    """Scores the moving average of the weights (the model the pipeline would push) every `every` steps,
+    without disturbing training."""
 
-    def __init__(self, images, labels, every: int):
+    def __init__(self, images, labels, every: int, average: mixmatch.WeightAverage):
         super().__init__()
-        self.images, self.labels, self.every = images, labels, every
+        self.images, self.labels, self.every, self.average = images, labels, every, average
         self.points: list[list[float]] = []
-
-    def on_train_begin(self, logs=None):
-        self.backbone = self.model.backbone  # MixMatch and Supervised both wrap the backbone that is scored
-
-    def accuracy(self) -> float:
-        return float((self.backbone.predict(self.images, batch_size=500, verbose=0).argmax(axis=1) == self.labels).mean())
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if step % self.every:
             return
-        variables = self.backbone.trainable_variables
-        current = [v.numpy() for v in variables]
-        self.model.optimizer.finalize_variable_values(variables)  # the moving average, as fit's end does
-        self.points.append([step, round(self.accuracy(), 4)])
-        for variable, value in zip(variables, current):
-            variable.assign(value)
+        with self.average.swapped_in() as backbone:
+            predicted = backbone.predict(self.images, batch_size=500, verbose=0).argmax(axis=1)
+        self.points.append([step, round(float((predicted == self.labels).mean()), 4)])
         print(f"  step {step}: test accuracy {self.points[-1][1]:.4f}", flush=True)
 
 
@@ -122,15 +114,20 @@ def summary(runs: list[dict]) -> dict:
     return {"median_test_accuracy": statistics.median(accuracies) if accuracies else None, "seeds": len(runs)}
 
 
-def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods: str, variant: str = "spec") -> dict:
+# Runs from before the WeightAverage (commit 4c07d76 and earlier) averaged with Keras' optimizer EMA:
+# trainable weights only, decay 0.999 from the first step. They are kept, under this name.
+KERAS_EMA = "spec-keras-ema"
+
+
+def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods: str,
+         variants: tuple[str, ...] = ("spec",)) -> dict:
+    """Every method for every variant, the data loaded once; the first variant is the headline comparison."""
     steps, seed, eval_every = int(steps), int(seed), int(eval_every)
+    variant = variants[0]
     loaded = load_spec(SPEC)
     spec = loaded.spec
-    hp = mixmatch.Hyperparameters.model_validate(variant_hyperparameters(spec.trainer.hyperparameters, variant))
     import importlib
 
-    family = importlib.import_module(f"trainer_modules.{hp.backbone}")
-    backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
     started = time.perf_counter()
     (train_x, train_y, _, _), num_classes = load_split(loaded, spec.data.labels_per_class)
     test_x, test_y = test_set(spec.image)
@@ -141,21 +138,31 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"benchmark": "mixmatch"}
     fashion = previous.get("fashion-mnist") or {"labels": int(labelled.sum()), "supervised": {"runs": []},
                                                 "mixmatch": {"runs": []}}
-    for method in methods or ("supervised", "mixmatch"):
-        curve = Curve(test_x, test_y, eval_every)
-        print(f"{method}: {steps} steps, seed {spec.trainer.seed + seed}, variant {variant}", flush=True)
+    for method in ("supervised", "mixmatch"):
+        for old_run in fashion[method]["runs"]:
+            old_run.setdefault("variant", KERAS_EMA)
+    for variant_now, method in [(v, m) for v in variants for m in methods or ("supervised", "mixmatch")]:
+        hp = mixmatch.Hyperparameters.model_validate(variant_hyperparameters(spec.trainer.hyperparameters, variant_now))
+        family = importlib.import_module(f"trainer_modules.{hp.backbone}")
+        backbone_hp = family.Hyperparameters.model_validate(hp.backbone_hyperparameters)
+        curves: list[Curve] = []
+
+        def curve_callback(average):
+            curves.append(Curve(test_x, test_y, eval_every, average))
+            return [curves[-1]]
+        print(f"{method}: {steps} steps, seed {spec.trainer.seed + seed}, variant {variant_now}", flush=True)
         backbone, seconds = train(hp, family, backbone_hp, train_x[labelled], train_y[labelled], train_x[~labelled],
                                   num_classes, steps, spec.trainer.batch_size, spec.trainer.learning_rate,
-                                  spec.trainer.seed + seed, semi=method == "mixmatch", callbacks=[curve])
+                                  spec.trainer.seed + seed, semi=method == "mixmatch", callbacks=curve_callback)
         accuracy = float((backbone.predict(test_x, batch_size=500, verbose=0).argmax(axis=1) == test_y).mean())
-        run = {"variant": variant, "seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
+        run = {"variant": variant_now, "seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
                "backbone": hp.backbone, "test_accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1),
-               "curve": curve.points, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
+               "curve": curves[0].points, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
         fashion[method]["runs"].append(run)
         print(f"{method}: test accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
 
     def measured(method: str, of_variant: str, of_steps: int) -> list[dict]:
-        return [r for r in fashion[method]["runs"] if r["steps"] == of_steps and r.get("variant", "spec") == of_variant]
+        return [r for r in fashion[method]["runs"] if r["steps"] == of_steps and r["variant"] == of_variant]
 
     for method in ("supervised", "mixmatch"):
         fashion[method]["median_test_accuracy"] = summary(measured(method, variant, steps))["median_test_accuracy"]
@@ -167,9 +174,11 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
     fashion["target_met"] = bool(fashion["gain_points"] is not None and fashion["gain_points"] >= 10 and
                                  fashion["seeds"] >= 3)
     levers = []
-    for lever, lever_steps in sorted({(r.get("variant", "spec"), r["steps"])
+    for lever, lever_steps in sorted({(r["variant"], r["steps"])
                                       for m in ("supervised", "mixmatch") for r in fashion[m]["runs"]}):
-        row = {"variant": lever, "steps": lever_steps, "change": VARIANTS.get(lever),
+        change = VARIANTS.get(lever, "the spec, averaged by Keras' optimizer EMA (trainable weights only, decay 0.999 "
+                                     "from the first step)")
+        row = {"variant": lever, "steps": lever_steps, "change": change,
                **{m: summary(measured(m, lever, lever_steps)) for m in ("supervised", "mixmatch")}}
         both = [row[m]["median_test_accuracy"] for m in ("supervised", "mixmatch")]
         row["gain_points"] = round(100 * (both[1] - both[0]), 1) if None not in both else None
@@ -187,11 +196,12 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    chosen = "spec"
+    chosen = ["spec"]
     if "--variant" in arguments:
         at = arguments.index("--variant")
-        chosen = arguments[at + 1]
+        chosen = arguments[at + 1].split(",")
         del arguments[at:at + 2]
-        if chosen not in VARIANTS:
-            raise SystemExit(f"--variant {chosen}: unknown; use one of {', '.join(VARIANTS)}")
-    main(*arguments, variant=chosen)
+        unknown = [name for name in chosen if name not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"--variant {','.join(unknown)}: unknown; use one of {', '.join(VARIANTS)}")
+    main(*arguments, variants=tuple(chosen))

@@ -92,7 +92,9 @@ class MixmatchHyperparameters(_Hyperparameters):
     alpha: float = Field(0.75, gt=0, description="MixUp's Beta(alpha, alpha).")
     lambda_u: float = Field(75.0, ge=0, description="Weight of the unlabelled loss after the ramp-up.")
     rampup_steps: int = Field(1000, ge=0, description="Steps over which lambda_u rises linearly from 0 (paper: 16,000).")
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the weights' moving average, the exported model.")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the moving average of all the backbone's weights "
+                             "(batch-norm statistics too), the exported model; min(decay, (1 + step) / (10 + step)) "
+                             "at each step, so that a short schedule forgets the initial weights.")
     weight_decay: float = Field(0.02, ge=0, description="Decoupled weight decay, times the learning rate per step (the authors' 0.02).")
     pad_crop: float = Field(0.125, ge=0, lt=0.5, description="Pad each side by this fraction of the side, then crop back at random.")
     flip: bool = Field(False, description="Random horizontal flips (the paper's CIFAR-10 setting; not for digits or text).")

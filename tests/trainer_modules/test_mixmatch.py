@@ -64,21 +64,52 @@ def test_pad_and_crop_keeps_the_size_and_moves_at_most_the_padding():
     assert all((c == 1.0).sum() == 4 for c in crops)  # the dot is never cut in half by a shift this small
 
 
-def test_the_optimizer_keeps_the_moving_average_with_the_papers_decay():
-    hp = mixmatch.Hyperparameters(weight_decay=0.0, ema_decay=0.999)
-    variable = keras.Variable(1.0)
-    optimizer = mixmatch.optimizer(0.1, hp)
-    optimizer.build([variable])
-    values = []
-    for gradient in (1.0, 1.0, -1.0):
-        optimizer.apply_gradients([(tf.constant(gradient), variable)])
-        values.append(float(variable.numpy()))
-    average = float(optimizer._model_variables_moving_average[0].numpy())
-    # The first step copies the weights; each later one moves 0.001 of the way to them.
-    expected = values[0]
-    for value in values[1:]:
-        expected = 0.999 * expected + 0.001 * value
-    assert average == pytest.approx(expected, rel=1e-6)
+def test_the_average_decay_warms_up_as_tensorflows_moving_average():
+    assert mixmatch.average_decay(0, 0.999) == pytest.approx(0.1)
+    assert mixmatch.average_decay(90, 0.999) == pytest.approx(0.91)
+    assert mixmatch.average_decay(100_000, 0.999) == 0.999
+
+
+def test_the_weight_average_covers_batch_norm_statistics_and_is_what_fit_leaves_in_the_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.BatchNormalization()(inputs)))
+    model.compile(optimizer=mixmatch.optimizer(0.1, mixmatch.Hyperparameters(weight_decay=0.0)), loss="mse")
+
+    class Record(keras.callbacks.Callback):  # the weights after each step, as the average sees them
+        def on_train_begin(self, logs=None):
+            self.seen = [model.get_weights()]
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen.append(model.get_weights())
+
+    record, average = Record(), mixmatch.WeightAverage(model, decay=0.999)
+    x = np.random.default_rng(0).normal(3.0, 2.0, (12, 4)).astype(np.float32)
+    model.fit(x, np.zeros((12, 2), np.float32), batch_size=4, epochs=1, shuffle=False, verbose=0,
+              callbacks=[record, average])
+    expected = record.seen[0]
+    for step, weights in enumerate(record.seen[1:], start=1):
+        keep = min(0.999, (1 + step) / (10 + step))
+        expected = [keep * e + (1 - keep) * w for e, w in zip(expected, weights)]
+    left = model.get_weights()
+    for got, want in zip(left, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    # The batch-norm moving mean (non-trainable) moved, and its average is what the model now holds.
+    moving_mean = [w for w in model.weights if "moving_mean" in w.path][0]
+    assert not np.allclose(moving_mean.numpy(), 0.0)
+    assert not np.allclose(left[0], record.seen[-1][0]) or not np.allclose(left[-1], record.seen[-1][-1])
+
+
+def test_the_weight_average_can_be_scored_mid_training_and_swapped_back():
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    average = mixmatch.WeightAverage(model, decay=0.9)
+    average.averages = [np.full_like(w, 7.0) for w in model.get_weights()]
+    before = model.get_weights()
+    with average.swapped_in() as swapped:
+        assert all(np.all(w == 7.0) for w in swapped.get_weights())
+    for got, want in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_weight_decay_is_decoupled_and_scaled_by_the_learning_rate():
@@ -117,7 +148,8 @@ def test_a_short_run_lowers_the_unlabelled_loss():
         tf.data.Dataset.from_tensor_slices((labeled, labels)).repeat().shuffle(8).batch(8),
         tf.data.Dataset.from_tensor_slices(unlabeled).repeat().shuffle(256).batch(8),
     ))
-    history = model.fit(data, steps_per_epoch=20, epochs=6, verbose=0)
+    history = model.fit(data, steps_per_epoch=20, epochs=6, verbose=0,
+                        callbacks=[mixmatch.WeightAverage(backbone, hp.ema_decay)])
     unlabeled_loss = history.history["unlabeled_loss"]
     assert unlabeled_loss[-1] < 0.5 * unlabeled_loss[0], unlabeled_loss
     # The exported weights are the moving average: evaluate them on fresh images.
