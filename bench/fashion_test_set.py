@@ -90,11 +90,18 @@ def main(spec_path: str = "pipelines/fashion.yaml", *flags: str) -> dict:
     latest = json.loads(history[-1]) if history else {}
     pixels, labels = fashion_mnist_arrays("test")
     images = [png(p) for p in pixels]
+    entry = {"spec": spec_path, "test_images": len(labels), "eval_accuracy": latest.get("accuracy"),
+             "kept_epoch": latest.get("kept_epoch"), "epochs_run": latest.get("epochs_run"),
+             "status": latest.get("status"), "run": run, "date": time.strftime("%Y-%m-%d")}
+    if not VersionedStore(loaded.layout.serving_base_dir, record_name=SERVING_PUSH_RECORD).versions():
+        # Not blessed (below the spec's gate): nothing was pushed to measure; the run's outcome is the record.
+        entry["served_version"] = None
+        print(json.dumps(entry, indent=1))
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        write_result("fashion", {"benchmark": "fashion", "measured": {**previous.get("measured", {}), loaded.name: entry}})
+        return entry
     model_dir = newest(Path(loaded.layout.serving_base_dir), SERVING_PUSH_RECORD)
-    entry = {"spec": spec_path, "served_version": int(model_dir.name), "test_images": len(labels),
-             "eval_accuracy": latest.get("accuracy"), "kept_epoch": latest.get("kept_epoch"),
-             "epochs_run": latest.get("epochs_run"), "status": latest.get("status"),
-             **served_accuracy(model_dir, images, labels), "run": run, "date": time.strftime("%Y-%m-%d")}
+    entry.update(served_version=int(model_dir.name), **served_accuracy(model_dir, images, labels))
     if loaded.spec.push.edge:
         bundle_dir = newest(Path(loaded.layout.edge_base_dir), "manifest.json")
         entry["int8_test_accuracy"] = int8_accuracy(bundle_dir, images, labels, loaded.spec.image)

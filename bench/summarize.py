@@ -142,6 +142,12 @@ def how_well_rows() -> list[tuple[str, str, str]]:
                     "`bench/results/families.json` (`edge`)"))
     fashion = (load("fashion") or {}).get("measured", {})
     for name, entry in sorted(fashion.items()):
+        if entry.get("served_version") is None:
+            out.append((f"`imagepipe run {entry['spec']}` (Fashion-MNIST)",
+                        f"{entry['status']}: eval accuracy {entry['eval_accuracy']:.4f} (kept epoch {entry['kept_epoch']} "
+                        f"of {entry['epochs_run']}); nothing pushed, so no test-set accuracy",
+                        "`bench/results/fashion.json`"))
+            continue
         int8 = (f"; int8 in TFLite Micro {entry['int8_test_accuracy']:.4f} ({entry['int8_model_bytes']:,} bytes)"
                 if "int8_test_accuracy" in entry else "")
         out.append((f"Fashion-MNIST's 10,000 test images, never seen in training, sent to `serving_default` as PNGs "
