@@ -143,10 +143,11 @@ def how_well_rows() -> list[tuple[str, str, str]]:
     fashion = (load("fashion") or {}).get("measured", {})
     for name, entry in sorted(fashion.items()):
         if entry.get("served_version") is None:
-            out.append((f"`imagepipe run {entry['spec']}` (Fashion-MNIST)",
-                        f"{entry['status']}: eval accuracy {entry['eval_accuracy']:.4f} (kept epoch {entry['kept_epoch']} "
-                        f"of {entry['epochs_run']}); nothing pushed, so no test-set accuracy",
-                        "`bench/results/fashion.json`"))
+            run = entry.get("run") or {}
+            out.append((f"`imagepipe run {entry['spec']}` (Fashion-MNIST, {run.get('files_ingested', 0):,} images)",
+                        f"{entry['status']}: eval accuracy {entry['eval_accuracy']:.4f} against its gate's "
+                        f"{run.get('validation_failures', ['?'])[0].split('value: ')[-1].split()[0]}; nothing pushed, "
+                        f"so no test-set accuracy; {run.get('wall_seconds', 0):,.0f} s", "`bench/results/fashion.json`"))
             continue
         int8 = (f"; int8 in TFLite Micro {entry['int8_test_accuracy']:.4f} ({entry['int8_model_bytes']:,} bytes)"
                 if "int8_test_accuracy" in entry else "")
