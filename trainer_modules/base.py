@@ -308,8 +308,22 @@ def count_examples(file_patterns: List[str], labelled: bool = True) -> int:
 CACHE_MEMORY_SHARE = 0.25
 
 
-def machine_memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+# A container's memory limit (cgroup v2, then v1): a Kubeflow pod's is far below its node's memory.
+CGROUP_MEMORY_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory_bytes(limit_files: tuple = CGROUP_MEMORY_LIMIT_FILES) -> int:
+    """Physical memory, or the container's memory limit when that is smaller."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in limit_files:
+        try:
+            with open(path) as handle:
+                limit = handle.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # "max" (v2) means no limit
+            memory = min(memory, int(limit))
+    return memory
 
 
 def cache_plan(cache: bool, examples: int, input_shape: Tuple[int, int, int],
@@ -323,8 +337,8 @@ def cache_plan(cache: bool, examples: int, input_shape: Tuple[int, int, int],
     if decoded <= CACHE_MEMORY_SHARE * memory_bytes:
         return True, []
     return False, [f"trainer.cache: the {examples:,} decoded images of the train and eval splits would take "
-                   f"{decoded / 2**30:.1f} GiB, more than {CACHE_MEMORY_SHARE:.0%} of this machine's "
-                   f"{memory_bytes / 2**30:.1f} GiB; they are decoded again each epoch instead; fix: set "
+                   f"{decoded / 2**30:.1f} GiB, more than {CACHE_MEMORY_SHARE:.0%} of the "
+                   f"{memory_bytes / 2**30:.1f} GiB this machine (or its container's limit) allows; they are decoded again each epoch instead; fix: set "
                    "trainer.cache: false to say so (and silence this), or train on a machine with more memory"]
 
 

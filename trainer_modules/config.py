@@ -179,7 +179,8 @@ class TrainerSpec(_Strict):
         "0 = never stop early. Either way the epoch with the best eval accuracy is the one exported.")
     steps_per_execution: int = Field(1, ge=1, description="Batches per compiled step (higher = less overhead on TPUs).")
     cache: bool = Field(True, description="Cache the decoded train and eval images in memory; when they would take "
-                        "more than a quarter of the machine's memory they are decoded each epoch, with a warning.")
+                        "more than a quarter of the machine's memory (or of its container's limit) they are decoded "
+                        "each epoch, with a warning.")
     shuffle_buffer: int = Field(10000, ge=1, description="Examples shuffled together in the input pipeline.")
     distribution: Literal["auto", "default", "mirrored", "tpu"] = Field(
         "auto", description="auto: TPU if one resolves, MirroredStrategy with >1 GPU, else the default strategy."

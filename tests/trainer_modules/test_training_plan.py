@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from trainer_modules.base import (CACHE_MEMORY_SHARE, MIN_STEPS_PER_EPOCH, NothingTrained, cache_plan, epoch_plan,
-                                  kept_epoch)
+                                  kept_epoch, machine_memory_bytes)
 
 
 def test_a_small_train_split_is_repeated_to_enough_steps_and_the_user_is_warned():
@@ -59,3 +59,13 @@ def test_the_decoded_images_are_cached_while_they_fit_a_quarter_of_memory():
     assert cache_plan(True, limit + 1, (224, 224, 3), memory_bytes=24 * gib)[0] is False
     # trainer.cache: false stays off, without a warning.
     assert cache_plan(False, 10, (28, 28, 1), memory_bytes=24 * gib) == (False, [])
+
+
+def test_a_containers_memory_limit_is_the_memory_the_cache_may_use(tmp_path):
+    physical = machine_memory_bytes(limit_files=())
+    pod_limit = tmp_path / "memory.max"
+    pod_limit.write_text(f"{4 * 2**30}\n")  # a Kubeflow pod limited to 4 GiB
+    assert machine_memory_bytes(limit_files=(str(pod_limit),)) == min(physical, 4 * 2**30)
+    unlimited = tmp_path / "unlimited"
+    unlimited.write_text("max\n")
+    assert machine_memory_bytes(limit_files=(str(unlimited), str(tmp_path / "missing"))) == physical
