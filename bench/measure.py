@@ -31,6 +31,11 @@ def _git(*args: str) -> str:
         return ""
 
 
+def short_commit() -> str:
+    """The checkout's commit, short: what a single run within a results file records."""
+    return _git("rev-parse", "--short", "HEAD")
+
+
 def provenance() -> dict:
     """What a result was measured on: the commit (and whether the tree had uncommitted changes),
     when, and the machine: cores, memory, CPU model, Python and the package versions that matter."""

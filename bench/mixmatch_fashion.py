@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ RESULTS = REPO / "bench" / "results" / "mixmatch.json"
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from measure import write_result  # noqa: E402
+from measure import short_commit, write_result  # noqa: E402
 from mixmatch import load_split, train  # noqa: E402 (bench/mixmatch.py: the digits comparison)
 from PIL import Image  # noqa: E402
 
@@ -104,10 +103,6 @@ class Curve(keras.callbacks.Callback):
             predicted = backbone.predict(self.images, batch_size=500, verbose=0).argmax(axis=1)
         self.points.append([step, round(float((predicted == self.labels).mean()), 4)])
         print(f"  step {step}: test accuracy {self.points[-1][1]:.4f}", flush=True)
-
-
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
 def summary(runs: list[dict]) -> dict:
@@ -185,7 +180,7 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
         accuracy = float((backbone.predict(test_x, batch_size=500, verbose=0).argmax(axis=1) == test_y).mean())
         run = {"variant": variant_now, "hyperparameters": hp.model_dump(), "seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
                "backbone": hp.backbone, "test_accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1),
-               "curve": curves[0].points, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
+               "curve": curves[0].points, "commit": short_commit(), "date": time.strftime("%Y-%m-%d")}
         fashion[method]["runs"].append(run)
         print(f"{method}: test accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
 

@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from measure import RESULTS, Sampler, write_result  # noqa: E402
+from measure import RESULTS, Sampler, short_commit, write_result  # noqa: E402
 
 SIZES = {"6000": 600, "60000": None}  # images -> per class
 STAGES = ("ImageExampleGen", "SchemaGen", "StatisticsGen", "ExampleValidator", "Transform",
@@ -111,8 +111,7 @@ def measure(runner: str, images: str, work: Path) -> dict:
             continue
         components[name] = {"seconds": round(ended - began, 2), "peak_rss_mb": sampler.peak_rss_mb_between(began, ended),
                             "cpu_use_of_all_cores": sampler.mean_cpu_between(began, ended)}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    return {"images": int(images), "commit": commit.strip(), "date": time.strftime("%Y-%m-%d"),
+    return {"images": int(images), "commit": short_commit(), "date": time.strftime("%Y-%m-%d"),
             "read_all_first_seconds": read_seconds, "seconds": round(total, 1), "peak_rss_mb": sampler.peak_rss_mb_between(),
             "components": components}
 
