@@ -294,12 +294,14 @@ class NothingTrained(RuntimeError):
     """Keras ran no training step."""
 
 
-def count_examples(file_patterns: List[str], labelled: bool = True) -> int:
-    """Labelled (or unlabelled) examples in the files: one pass over the label feature only."""
+def count_examples(file_patterns: List[str], labelled: Optional[bool] = True) -> int:
+    """Labelled (or unlabelled; None: all) examples in the files: one pass over the label feature only."""
     files = tf.io.gfile.glob(file_patterns) if isinstance(file_patterns, str) else \
         [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
     labels = records.map(lambda s: tf.io.parse_example(s, {LABEL_KEY: _RAW_FEATURES[LABEL_KEY]})[LABEL_KEY])
+    if labelled is None:
+        return int(sum(int(tf.size(batch)) for batch in labels))
     return int(sum(int(tf.reduce_sum(tf.cast((batch >= 0) == labelled, tf.int32))) for batch in labels))
 
 

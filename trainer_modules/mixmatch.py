@@ -253,9 +253,8 @@ def run_fn(fn_args: FnArgs) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     tft_layer = tft_output.transform_features_layer()
 
-    # Both halves of the train split (labelled and unlabelled) and the eval split.
-    examples = sum(count_examples(fn_args.train_files, labelled) for labelled in (True, False)) + \
-        count_examples(fn_args.eval_files)
+    # The whole train split (labelled and unlabelled, one pass) and the eval split.
+    examples = count_examples(fn_args.train_files, labelled=None) + count_examples(fn_args.eval_files)
     cache, warnings = cache_plan(trainer.cache, examples, context.input_shape)
     for warning in warnings:
         logging.warning("imagepipe warning: %s", warning)

@@ -69,3 +69,17 @@ def test_a_containers_memory_limit_is_the_memory_the_cache_may_use(tmp_path):
     unlimited = tmp_path / "unlimited"
     unlimited.write_text("max\n")
     assert machine_memory_bytes(limit_files=(str(unlimited), str(tmp_path / "missing"))) == physical
+
+
+def test_examples_are_counted_labelled_unlabelled_or_all_in_one_pass(tmp_path):
+    from components.image_transform import LABEL_KEY
+    from trainer_modules.base import count_examples
+
+    path = str(tmp_path / "examples.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for label in (0, -1, 1, -1, -1):
+            feature = {LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    assert count_examples([path]) == 2
+    assert count_examples([path], labelled=False) == 3
+    assert count_examples([path], labelled=None) == 5
