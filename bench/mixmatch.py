@@ -42,9 +42,10 @@ from imagepipe.spec import load_spec  # noqa: E402
 from trainer_modules import mixmatch  # noqa: E402
 
 
-def load_split(loaded, labels_per_class: int):
+def load_split(loaded, labels_per_class: int, keep_dropped_labels: bool = False):
     """(train images, train labels with -1 for the dropped ones, eval images, eval labels), preprocessed
-    by the Transform graph's own function, split as ImageExampleGen splits."""
+    by the Transform graph's own function, split as ImageExampleGen splits. `keep_dropped_labels` adds the
+    train labels before dropping (to measure how right MixMatch's guesses for the unlabelled images are)."""
     spec = loaded.spec
     root = loaded.data_root
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != spec.data.unlabeled_dir)
@@ -57,12 +58,19 @@ def load_split(loaded, labels_per_class: int):
     preprocess = tf.function(lambda data: decode_image(data, image["height"], image["width"], image["channels"],
                                                        image["content_margin"], image["dark_background"]))
     splits = {"train": ([], []), "eval": ([], [])}
+    true_train_labels = []
     for index, name in enumerate(classes):
         for relative in files_by_class[name]:
-            images, labels = splits[split_of(relative, output_config)]
+            split = split_of(relative, output_config)
+            images, labels = splits[split]
             images.append(preprocess(tf.io.read_file(str(root / relative))).numpy())
             labels.append(-1 if relative in dropped else index)
-    return [np.array(a) for split in ("train", "eval") for a in splits[split]], len(classes)
+            if split == "train":
+                true_train_labels.append(index)
+    arrays = [np.array(a) for split in ("train", "eval") for a in splits[split]]
+    if keep_dropped_labels:
+        arrays.append(np.array(true_train_labels))
+    return arrays, len(classes)
 
 
 def train(hp, backbone_family, backbone_hp, images, labels, unlabeled, num_classes, steps, batch, lr, seed, semi,

@@ -88,12 +88,35 @@ def test_set(image) -> tuple[np.ndarray, np.ndarray]:
 
 class Curve(keras.callbacks.Callback):
     """Scores the moving average of the weights (the model the pipeline would push) every `every` steps,
-    without disturbing training."""
+    without disturbing training; and measures the label guesses MixMatch trains the unlabelled images
+    towards, on a fixed sample of them whose labels were dropped (`guessed`: true labels of that sample).
 
-    def __init__(self, images, labels, every: int, average: mixmatch.WeightAverage):
+    A guess here is the training model's prediction on the image itself, sharpened with the spec's T, in
+    inference mode and without augmentation (the step averages K augmentations in training mode): no random
+    op and no batch-norm update, so measuring it changes nothing in training. Recorded per point: how many
+    guesses are right, and how many are wrong yet sharpened past 0.9 (targets that teach a wrong class
+    with confidence)."""
+
+    CONFIDENT = 0.9
+
+    def __init__(self, images, labels, every: int, average: mixmatch.WeightAverage,
+                 guessed: tuple[np.ndarray, np.ndarray], temperature: float):
         super().__init__()
         self.images, self.labels, self.every, self.average = images, labels, every, average
+        self.guessed_images, self.guessed_labels = guessed
+        self.temperature = temperature
         self.points: list[list[float]] = []
+        self.guesses: list[dict] = []
+
+    def measure_guesses(self, step: int) -> None:
+        backbone = self.average.averaged  # the weights being trained, not their average
+        probabilities = backbone.predict(self.guessed_images, batch_size=500, verbose=0)
+        sharpened = mixmatch.sharpen(tf.constant(probabilities), self.temperature).numpy()
+        right = sharpened.argmax(axis=1) == self.guessed_labels
+        confident = sharpened.max(axis=1) >= self.CONFIDENT
+        self.guesses.append({"step": step, "right": round(float(right.mean()), 4),
+                             "wrong_confident": round(float((~right & confident).mean()), 4),
+                             "right_confident": round(float((right & confident).mean()), 4)})
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
@@ -102,7 +125,8 @@ class Curve(keras.callbacks.Callback):
         with self.average.swapped_in() as backbone:
             predicted = backbone.predict(self.images, batch_size=500, verbose=0).argmax(axis=1)
         self.points.append([step, round(float((predicted == self.labels).mean()), 4)])
-        print(f"  step {step}: test accuracy {self.points[-1][1]:.4f}", flush=True)
+        self.measure_guesses(step)
+        print(f"  step {step}: test accuracy {self.points[-1][1]:.4f}; guesses {self.guesses[-1]}", flush=True)
 
 
 def summary(runs: list[dict]) -> dict:
@@ -152,9 +176,13 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
     import importlib
 
     started = time.perf_counter()
-    (train_x, train_y, _, _), num_classes = load_split(loaded, spec.data.labels_per_class)
+    (train_x, train_y, _, _, true_train_y), num_classes = load_split(loaded, spec.data.labels_per_class,
+                                                                     keep_dropped_labels=True)
     test_x, test_y = test_set(spec.image)
     labelled = train_y >= 0
+    # The same 2,000 unlabelled images for every run: their guesses are measured along the curve.
+    sample = np.random.default_rng(0).choice(np.flatnonzero(~labelled), size=2000, replace=False)
+    guessed = (train_x[sample], true_train_y[sample])
     print(f"{int(labelled.sum())} labels, {int((~labelled).sum())} unlabelled, {len(test_y)} test images "
           f"(loaded in {time.perf_counter() - started:.0f} s)", flush=True)
 
@@ -171,7 +199,7 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
         curves: list[Curve] = []
 
         def curve_callback(average):
-            curves.append(Curve(test_x, test_y, eval_every, average))
+            curves.append(Curve(test_x, test_y, eval_every, average, guessed, hp.temperature))
             return [curves[-1]]
         print(f"{method}: {steps} steps, seed {spec.trainer.seed + seed}, variant {variant_now}", flush=True)
         backbone, seconds = train(hp, family, backbone_hp, train_x[labelled], train_y[labelled], train_x[~labelled],
@@ -180,7 +208,7 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
         accuracy = float((backbone.predict(test_x, batch_size=500, verbose=0).argmax(axis=1) == test_y).mean())
         run = {"variant": variant_now, "hyperparameters": hp.model_dump(), "seed": spec.trainer.seed + seed, "steps": steps, "batch_size": spec.trainer.batch_size,
                "backbone": hp.backbone, "test_accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1),
-               "curve": curves[0].points, "commit": short_commit(), "date": time.strftime("%Y-%m-%d")}
+               "curve": curves[0].points, "guesses": curves[0].guesses, "commit": short_commit(), "date": time.strftime("%Y-%m-%d")}
         fashion[method]["runs"].append(run)
         print(f"{method}: test accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
 
