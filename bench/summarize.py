@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -196,6 +197,32 @@ def families_rows() -> list[tuple]:
             for r in (families or {}).get("runs", []) if r["saved_model_bytes"]]
 
 
+def mixmatch_fashion_curve_rows() -> list[tuple]:
+    """README MixMatch-on-Fashion-MNIST curve: per scored step of the headline comparison (variant, steps), the
+    medians over seeds of each method's test accuracy and of MixMatch's label guesses (runs that measured them)."""
+    fashion = (load("mixmatch") or {}).get("fashion-mnist")
+    if not fashion or fashion.get("steps") is None:
+        return []
+    headline = {m: [r for r in fashion[m]["runs"] if (r["variant"], r["steps"]) == (fashion["variant"], fashion["steps"])]
+                for m in ("supervised", "mixmatch")}
+
+    def median_at(runs: list[dict], step: int, read) -> str:
+        values = [v for v in (read(r, step) for r in runs) if v is not None]
+        return f"{statistics.median(values):.3f} ({len(values)})" if values else "-"
+
+    def accuracy(run: dict, step: int):
+        return next((a for s, a in run["curve"] if s == step), None)
+
+    def guess(field: str):
+        return lambda run, step: next((g[field] for g in run.get("guesses", []) if g["step"] == step), None)
+
+    steps = sorted({s for runs in headline.values() for r in runs for s, _ in r["curve"]})
+    return [(f"{step:,}", median_at(headline["supervised"], step, accuracy), median_at(headline["mixmatch"], step, accuracy),
+             median_at(headline["mixmatch"], step, guess("right")),
+             median_at(headline["mixmatch"], step, guess("wrong_confident")))
+            for step in steps]
+
+
 def fashion_families_rows() -> list[tuple]:
     """README Fashion-MNIST families table, from families.json's "fashion-mnist"."""
     fashion = (load("families") or {}).get("fashion-mnist")
@@ -247,6 +274,10 @@ def blocks() -> dict[Path, dict[str, str]]:
                                              "SavedModel MB"], families_rows(), "--rrrrr")),
             "scale": "\n".join(markdown(["runner", "component", "seconds, 6,000 -> 60,000 images",
                                           "peak memory MB (process tree)"], scale_rows(), "--rr")),
+            "mixmatch-fashion-curve": "\n".join(markdown(
+                ["step", "supervised-only: test accuracy", "MixMatch: test accuracy",
+                 "MixMatch: guesses right", "MixMatch: guesses wrong yet sharpened past 0.9"],
+                mixmatch_fashion_curve_rows(), "-rrrr")),
             "families-fashion": "\n".join(markdown(
                 ["family", "parameters", "epochs", "train s", "test accuracy (10,000)",
                  "int8 vs float, TFLite Micro (first 2,000 test images)", "int8 KiB", "arena KiB",
