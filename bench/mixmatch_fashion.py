@@ -67,10 +67,14 @@ VARIANTS = {
     "lambda-u-25": {"lambda_u": 25},
     # The ramp over 2,000 steps, a whole run of 2,000 (the paper ramps over 16,000 of about a million steps).
     "rampup-2000": {"rampup_steps": 2000},
+    # A tenth of the paper's weight.
+    "lambda-u-10": {"lambda_u": 10},
+    # No sharpening (T = 1): a guess keeps the model's own doubt instead of becoming a confident target.
+    "temperature-1": {"temperature": 1.0},
 }
 # Variants that change only MixMatch's unlabelled loss: supervised-only training is the spec's, so their
 # MixMatch runs are compared with the spec's supervised runs (same seeds and steps), not run again.
-MIXMATCH_ONLY = {"lambda-u-25", "rampup-2000"}
+MIXMATCH_ONLY = {"lambda-u-25", "rampup-2000", "lambda-u-10", "temperature-1"}
 
 
 def variant_hyperparameters(spec_hp: dict, variant: str) -> dict:
