@@ -30,9 +30,9 @@ from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.dsl.io import fileio
 
-from components.contracts import read_label_names
-from trainer_modules.base import (EpochLogger, cache_plan, count_examples, examples_uri, export_all, make_dataset,
-                                  save_history)
+from components.contracts import TrainingSummary, read_label_names
+from trainer_modules.base import (EpochLogger, cache_plan, check_trained, count_examples, examples_uri, export_all,
+                                  make_dataset, save_history)
 from trainer_modules.config import FAMILIES
 from trainer_modules.config import MixmatchHyperparameters as Hyperparameters
 from trainer_modules.context import TrainingContext
@@ -97,8 +97,8 @@ def pad_and_crop(images: tf.Tensor, pad_fraction: float, flip: bool) -> tf.Tenso
 
 class MixMatch(keras.Model):
     """Trains `backbone` with MixMatch; `fit` takes ((images, labels), unlabelled images) batches.
-    Evaluation (`validation_data`) is of the backbone as it stands; a WeightAverage callback puts
-    the averaged weights in at the end of `fit`."""
+    Evaluation (`evaluate`) is of the backbone as it stands; a WeightAverage callback puts
+    the averaged weights in at the end of `fit` (KeepBestAverage: those of the best epoch)."""
 
     def __init__(self, backbone: keras.Model, num_classes: int, hp: Hyperparameters, replicas: int = 1):
         super().__init__()
@@ -239,6 +239,39 @@ class WeightAverage(keras.callbacks.Callback):
             self.averaged.set_weights(current)
 
 
+class KeepBestAverage(keras.callbacks.Callback):
+    """Scores the moving average (what is exported) on the eval split at the end of every epoch, logged as
+    val_loss / val_accuracy, and keeps the average of the epoch that scored best: MixMatch is often best
+    when lambda_u's ramp ends and falls after it, as its guesses for the unlabelled images get worse
+    (bench/mixmatch_fashion.py's curves), so the last epoch's average is not always the one to push. As
+    the other families do, the epoch with the best eval accuracy is exported. Goes after `average`
+    in the callbacks, so that its end of training comes after the average's."""
+
+    def __init__(self, average: WeightAverage, eval_data: tf.data.Dataset):
+        super().__init__()
+        self.average, self.eval_data = average, eval_data
+        self.accuracies: list[float] = []
+        self.best_weights: list | None = None
+
+    @property
+    def best_epoch(self) -> int:
+        """1-based; the first of equal bests (0 before any epoch)."""
+        return self.accuracies.index(max(self.accuracies)) + 1 if self.accuracies else 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.average.swapped_in():
+            scores = self.model.evaluate(self.eval_data, verbose=0, return_dict=True)
+        if logs is not None:
+            logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        self.accuracies.append(float(scores["accuracy"]))
+        if self.best_epoch == len(self.accuracies):
+            self.best_weights = [a.copy() for a in self.average.averages]
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.average.averaged.set_weights(self.best_weights)
+
+
 class NoUnlabeledImages(ValueError):
     """MixMatch was asked to train without unlabelled images."""
 
@@ -254,8 +287,9 @@ def run_fn(fn_args: FnArgs) -> None:
     tft_layer = tft_output.transform_features_layer()
 
     # The whole train split (labelled and unlabelled, one pass) and the eval split.
-    examples = count_examples(fn_args.train_files, labelled=None) + count_examples(fn_args.eval_files)
-    cache, warnings = cache_plan(trainer.cache, examples, context.input_shape)
+    train_examples = count_examples(fn_args.train_files, labelled=None)
+    cache, warnings = cache_plan(trainer.cache, train_examples + count_examples(fn_args.eval_files),
+                                 context.input_shape)
     for warning in warnings:
         logging.warning("imagepipe warning: %s", warning)
 
@@ -282,12 +316,22 @@ def run_fn(fn_args: FnArgs) -> None:
         model = MixMatch(backbone, len(label_names), hp, strategy.num_replicas_in_sync)
         model.compile(optimizer=optimizer(trainer.learning_rate, hp), steps_per_execution=trainer.steps_per_execution)
     fileio.makedirs(fn_args.model_run_dir)
-    history = model.fit(train, steps_per_epoch=hp.steps_per_epoch, epochs=trainer.epochs, validation_data=eval_ds,
-                        callbacks=[EpochLogger(trainer.epochs), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-                                   WeightAverage(backbone, hp.ema_decay)],
+    # The eval split scores the moving average each epoch (not the weights being trained: the average is
+    # what is exported), and the best epoch's average is the one kept.
+    average = WeightAverage(backbone, hp.ema_decay)
+    best = KeepBestAverage(average, eval_ds)
+    history = model.fit(train, steps_per_epoch=hp.steps_per_epoch, epochs=trainer.epochs,
+                        callbacks=[average, best, EpochLogger(trainer.epochs),
+                                   keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
                         verbose=0)
-    # WeightAverage has put the moving average into the backbone: that is the model evaluated and exported.
-    _, ema_accuracy = model.evaluate(eval_ds, verbose=0)
-    logging.info("imagepipe mixmatch: eval accuracy of the averaged weights %.4f", ema_accuracy)
-    save_history({k: [float(v) for v in vs] for k, vs in history.history.items()}, fn_args.model_run_dir)
+    check_trained(history, trainer)
+    curves = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    kept, accuracies = best.best_epoch, best.accuracies
+    because = f"best eval accuracy of the weights' moving average {accuracies[kept - 1]:.4f} " \
+              f"(last epoch {accuracies[-1]:.4f})"
+    logging.info("imagepipe kept epoch %d of %d: %s", kept, len(accuracies), because)
+    TrainingSummary(kept_epoch=kept, epochs_run=len(accuracies), kept_because=because,
+                    train_examples=train_examples, steps_per_epoch=hp.steps_per_epoch,
+                    batch_size=global_batch, warnings=warnings).write(fn_args.model_run_dir)
+    save_history(curves, fn_args.model_run_dir)
     export_all(backbone, fn_args, tft_output, label_names, context.image)

@@ -59,6 +59,10 @@ def test_mixmatch_trains_on_labelled_and_unlabelled_digits_and_is_pushed(tmp_pat
 
     history = json.loads(next(tfx_root.glob("Trainer/model_run/*/history.json")).read_text())
     assert len(history["unlabeled_loss"]) == 2 and len(history["val_accuracy"]) == 2
+    # The moving average of the epoch that scored best on the eval split is the one kept (and pushed).
+    training = json.loads(next(tfx_root.glob("Trainer/model_run/*/training_summary.json")).read_text())
+    assert training["epochs_run"] == 2
+    assert history["val_accuracy"][training["kept_epoch"] - 1] == max(history["val_accuracy"])
     model = tf.saved_model.load(str(tmp_path / "outputs" / "digits-mixmatch" / "serving" / "digits-mixmatch" / "1"))
     image = next((tmp_path / "data" / "3").glob("*.png")).read_bytes()
     outputs = model.signatures["serving_default"](image_bytes=tf.constant([image]))

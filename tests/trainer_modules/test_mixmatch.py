@@ -112,6 +112,33 @@ def test_the_weight_average_can_be_scored_mid_training_and_swapped_back():
         np.testing.assert_array_equal(got, want)
 
 
+def test_the_best_epochs_average_on_the_eval_split_is_kept_and_logged():
+    """Averages scripted per epoch (right on every eval image, wrong on every one, right on half): the
+    first is kept, though the last is what the average holds when training ends."""
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    x = np.array([[-2.0], [-1.0], [1.0], [2.0]], np.float32)
+    y = np.array([0, 0, 1, 1])  # class 1 when x > 0
+    right = [np.array([[-1.0, 1.0]], np.float32), np.zeros(2, np.float32)]
+    wrong = [np.array([[1.0, -1.0]], np.float32), np.zeros(2, np.float32)]
+    half = [np.zeros((1, 2), np.float32), np.array([1.0, 0.0], np.float32)]  # class 0 for all
+
+    average = mixmatch.WeightAverage(model, decay=0.9)
+
+    class Script(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            average.averages = [w.copy() for w in (right, wrong, half)[epoch]]
+
+    best = mixmatch.KeepBestAverage(average, tf.data.Dataset.from_tensor_slices((x, y)).batch(2))
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[average, Script(), best])
+    assert history.history["val_accuracy"] == pytest.approx([1.0, 0.0, 0.5])
+    assert best.best_epoch == 1
+    for got, want in zip(model.get_weights(), right):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_weight_decay_is_decoupled_and_scaled_by_the_learning_rate():
     hp = mixmatch.Hyperparameters(weight_decay=0.02)
     variable = keras.Variable(2.0)
