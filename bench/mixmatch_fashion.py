@@ -152,8 +152,9 @@ def summary(runs: list[dict]) -> dict:
 def recompute(fashion: dict, variant: str, steps: int, spec_hp: dict) -> None:
     """The headline comparison (`variant` at `steps`) and the levers table, from the runs kept."""
     def measured(method: str, of_variant: str, of_steps: int) -> list[dict]:
-        if method == "supervised" and of_variant in MIXMATCH_ONLY:
-            of_variant = "spec"
+        if method == "supervised" and of_variant in MIXMATCH_ONLY:  # the spec's, on the same seeds
+            seeds = {r["seed"] for r in measured("mixmatch", of_variant, of_steps)}
+            return [r for r in measured("supervised", "spec", of_steps) if r["seed"] in seeds]
         return [r for r in fashion[method]["runs"] if r["steps"] == of_steps and r["variant"] == of_variant]
 
     for method in ("supervised", "mixmatch"):

@@ -241,9 +241,9 @@ class WeightAverage(keras.callbacks.Callback):
 
 class KeepBestAverage(keras.callbacks.Callback):
     """Scores the moving average (what is exported) on the eval split at the end of every epoch, logged as
-    val_loss / val_accuracy, and keeps the average of the epoch that scored best: MixMatch is often best
-    when lambda_u's ramp ends and falls after it, as its guesses for the unlabelled images get worse
-    (bench/mixmatch_fashion.py's curves), so the last epoch's average is not always the one to push. As
+    val_loss / val_accuracy, and keeps the average of the epoch that scored best: on Fashion-MNIST,
+    MixMatch is best midway and falls later, as lambda_u grows and its guesses for the unlabelled images
+    get worse (bench/mixmatch_fashion.py's curves), so the last epoch's average is not the one to push. As
     the other families do, the epoch with the best eval accuracy is exported. Goes after `average`
     in the callbacks, so that its end of training comes after the average's."""
 
