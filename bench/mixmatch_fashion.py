@@ -229,16 +229,21 @@ def main(steps: str = "3000", seed: str = "0", eval_every: str = "500", *methods
                "curve": curves[0].points, "guesses": curves[0].guesses, "commit": short_commit(), "date": time.strftime("%Y-%m-%d")}
         fashion[method]["runs"].append(run)
         print(f"{method}: test accuracy {accuracy:.4f} in {seconds:.0f} s", flush=True)
+        save(previous, fashion, steps, spec.trainer.hyperparameters)  # after every run: a stopped bench loses none
 
-    recompute(fashion, "spec", steps, spec.trainer.hyperparameters)
-    # The file's provenance is that of the digits comparison (bench/mixmatch.py); these runs carry their own.
+    print(json.dumps({k: fashion[k] for k in ("labels", "seeds", "steps", "gain_points", "target_met")}))
+    return fashion
+
+
+def save(previous: dict, fashion: dict, steps: int, spec_hp: dict) -> None:
+    """mixmatch.json with `fashion` recomputed. The file's provenance is that of the digits comparison
+    (bench/mixmatch.py); the fashion-mnist key carries its own, and every run its commit."""
+    recompute(fashion, "spec", steps, spec_hp)
     path = write_result("mixmatch", {**{k: v for k, v in previous.items() if k != "provenance"}, "fashion-mnist": fashion})
     written = json.loads(path.read_text())
     fashion["provenance"] = written.pop("provenance")
     if "provenance" in previous:
         path.write_text(json.dumps({**written, "fashion-mnist": fashion, "provenance": previous["provenance"]}, indent=2) + "\n")
-    print(json.dumps({k: fashion[k] for k in ("labels", "seeds", "steps", "gain_points", "target_met")}))
-    return fashion
 
 
 if __name__ == "__main__":
