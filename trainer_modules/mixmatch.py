@@ -32,7 +32,7 @@ from tfx.dsl.io import fileio
 
 from components.contracts import TrainingSummary, read_label_names
 from trainer_modules.base import (EpochLogger, cache_plan, check_trained, count_examples, examples_uri, export_all,
-                                  make_dataset, save_history)
+                                  kept_epoch, make_dataset, save_history)
 from trainer_modules.config import FAMILIES
 from trainer_modules.config import MixmatchHyperparameters as Hyperparameters
 from trainer_modules.context import TrainingContext
@@ -255,8 +255,8 @@ class KeepBestAverage(keras.callbacks.Callback):
 
     @property
     def best_epoch(self) -> int:
-        """1-based; the first of equal bests (0 before any epoch)."""
-        return self.accuracies.index(max(self.accuracies)) + 1 if self.accuracies else 0
+        """1-based; the first of equal bests (0 before any epoch), as the other families choose."""
+        return kept_epoch({"val_accuracy": self.accuracies}, "val_accuracy")
 
     def on_epoch_end(self, epoch, logs=None):
         with self.average.swapped_in():
